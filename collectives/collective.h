@@ -1,0 +1,71 @@
+// A collective operation as a resumable state machine (UCC's init / post / progress): progress()
+// never blocks, so many operations can be in flight and an abort can stop any of them at once.
+// Algorithms see only the transport contract and the reduction kernels.
+#pragma once
+
+#include "core/reduce.h"
+#include "core/status.h"
+#include "transports/iface/transport.h"
+
+#include <loom/loom.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+namespace loom::coll {
+
+enum class Kind : uint8_t { AllReduce = 1, Broadcast, Reduce, AllGather, ReduceScatter, Send, Recv };
+const char* kindName(Kind kind);
+
+// What the caller asked for, exactly as the C API received it (counts in elements).
+struct Args {
+  Kind kind = Kind::AllReduce;
+  const void* send = nullptr;
+  void* recv = nullptr;
+  size_t count = 0;  // allreduce/broadcast/reduce: elements; allgather: per-rank send count;
+                     // reducescatter: per-rank recv count; send/recv: elements
+  loomDataType_t dtype = loomFloat32;
+  loomRedOp_t op = loomSum;
+  int root = 0;  // broadcast/reduce root; send/recv peer
+};
+
+// Tuning chosen per communicator (config registry), read by algorithm selection.
+struct Tuning {
+  size_t segmentBytes = 1 << 20;
+  size_t allreduceSmallBytes = 64 << 10;
+  size_t broadcastSmallBytes = 64 << 10;
+  int allreduceAlgorithm = loomAlgoAuto;
+  int broadcastAlgorithm = loomAlgoAuto;
+};
+
+struct Context {
+  transport::Transport* transport = nullptr;
+  int rank = 0;
+  int size = 1;
+  Tuning tuning;
+  transport::Tag base;  // op and space identify the operation; algorithms pick `step`
+  uint64_t signature = 0;  // see signatureOf(); passed with every transfer
+};
+
+// Hash of (kind, count, dtype, op, root): differs when ranks disagree on the call.
+uint64_t signatureOf(const Args& args);
+
+class Operation {
+ public:
+  virtual ~Operation() = default;
+  // Advance without blocking. Returns loomInProgress while running, loomSuccess when done,
+  // any other code on failure (after which the operation must not be progressed again).
+  virtual Status progress() = 0;
+  // Cancel every transfer still pending (after a failure or abort); never touches buffers after.
+  virtual void cancel(const Status& why) = 0;
+};
+
+// Picks the algorithm for args (by kind, size and tuning) and builds it. Args are validated by the
+// caller (non-null buffers unless count == 0, valid dtype/op/root). In place follows NCCL:
+// send == recv; for all-gather send == recv + rank*count*elemsize; for reduce-scatter
+// recv == send + rank*count*elemsize. Send ignores recv; Recv ignores send.
+std::unique_ptr<Operation> makeOperation(const Args& args, const Context& ctx);
+
+}  // namespace loom::coll

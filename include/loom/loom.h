@@ -1,0 +1,208 @@
+/*
+ * Loom: fault-tolerant collective communication. The one public C header.
+ *
+ * NCCL-shaped: output handle first in constructors, `comm` last in operations.
+ * Every function returns loomResult_t; loomGetLastError(comm) explains the most
+ * recent failure on that communicator. C99-compatible (tested with -std=c99 -pedantic).
+ */
+#ifndef LOOM_LOOM_H
+#define LOOM_LOOM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define LOOM_API __attribute__((visibility("default")))
+#else
+#define LOOM_API
+#endif
+
+#define LOOM_VERSION_MAJOR 0
+#define LOOM_VERSION_MINOR 1
+#define LOOM_VERSION_PATCH 0
+/* MAJOR*10000 + MINOR*100 + PATCH, as NCCL_VERSION_CODE. */
+#define LOOM_VERSION_CODE (LOOM_VERSION_MAJOR * 10000 + LOOM_VERSION_MINOR * 100 + LOOM_VERSION_PATCH)
+
+/* Result codes: one list, each a thing the caller can act on (X-macro: code, value, message). */
+#define LOOM_RESULT_MAP(X)                                                                   \
+  X(loomSuccess, 0, "success")                                                             \
+  X(loomInvalidArgument, 1, "invalid argument")                                            \
+  X(loomInvalidUsage, 2, "invalid usage")                                                  \
+  X(loomSystemError, 3, "system error")                                                    \
+  X(loomTimeout, 4, "timed out")                                                           \
+  X(loomPeerLost, 5, "peer lost")                                                          \
+  X(loomAborted, 6, "communicator aborted")                                                \
+  X(loomRemoteError, 7, "remote error")                                                    \
+  X(loomVersionMismatch, 8, "version mismatch")                                            \
+  X(loomBelowQuorum, 9, "below quorum")                                                    \
+  X(loomUnsupported, 10, "unsupported")                                                    \
+  X(loomOutOfMemory, 11, "out of memory")                                                  \
+  X(loomInternalError, 12, "internal error")                                               \
+  X(loomInProgress, 13, "operation in progress")
+
+typedef enum {
+#define LOOM_RESULT_ENUM_(name, value, msg) name = value,
+  LOOM_RESULT_MAP(LOOM_RESULT_ENUM_)
+#undef LOOM_RESULT_ENUM_
+  loomNumResults
+} loomResult_t;
+
+typedef enum {
+  loomInt8 = 0,
+  loomUint8 = 1,
+  loomInt32 = 2,
+  loomUint32 = 3,
+  loomInt64 = 4,
+  loomUint64 = 5,
+  loomFloat16 = 6,
+  loomBfloat16 = 7,
+  loomFloat32 = 8,
+  loomFloat64 = 9,
+  loomNumTypes = 10,
+  /* NCCL-style aliases */
+  loomChar = loomInt8,
+  loomInt = loomInt32,
+  loomHalf = loomFloat16,
+  loomFloat = loomFloat32,
+  loomDouble = loomFloat64
+} loomDataType_t;
+
+typedef enum {
+  loomSum = 0,
+  loomProd = 1,
+  loomMin = 2,
+  loomMax = 3,
+  loomAvg = 4,
+  loomNumOps = 5
+} loomRedOp_t;
+
+/* Algorithm choice for all-reduce and broadcast; Auto picks by message size. */
+typedef enum {
+  loomAlgoAuto = 0,
+  loomAlgoRing = 1,             /* all-reduce: pipelined ring (reduce-scatter + all-gather) */
+  loomAlgoRecursiveDoubling = 2,/* all-reduce: latency-optimal, with non-power-of-two fix-up */
+  loomAlgoChain = 3,            /* broadcast: pipelined chain */
+  loomAlgoTree = 4              /* broadcast: binomial tree */
+} loomAlgorithm_t;
+
+typedef struct loomComm* loomComm_t;
+typedef struct loomRequest* loomRequest_t;
+
+/* Wait forever (still bounded by the communicator's operation timeout). */
+#define LOOM_WAIT_FOREVER (-1)
+
+/*
+ * Communicator configuration. Begins with size and version so the ABI can grow:
+ * always start from LOOM_CONFIG_INITIALIZER. A field left at 0 (or NULL) means
+ * "use the LOOM_* environment variable, else the built-in default" (see loom_info).
+ */
+typedef struct {
+  size_t size;                   /* sizeof(loomConfig_t) */
+  unsigned int version;          /* LOOM_VERSION_CODE */
+  int timeoutMs;                 /* LOOM_TIMEOUT_MS: per-operation deadline */
+  int connectTimeoutMs;          /* LOOM_CONNECT_TIMEOUT_MS: rendezvous + connection set-up */
+  int streamsPerPeer;            /* LOOM_STREAMS: TCP streams per peer pair */
+  size_t segmentBytes;           /* LOOM_SEGMENT_BYTES: pipelining segment */
+  size_t allreduceSmallBytes;    /* LOOM_ALLREDUCE_SMALL_BYTES: below, recursive doubling */
+  size_t broadcastSmallBytes;    /* LOOM_BROADCAST_SMALL_BYTES: below, tree */
+  int allreduceAlgorithm;        /* loomAlgorithm_t, LOOM_ALLREDUCE_ALGO */
+  int broadcastAlgorithm;        /* loomAlgorithm_t, LOOM_BROADCAST_ALGO */
+  int spinUs;                    /* LOOM_SPIN_US: busy-poll before yielding */
+  int heartbeatMs;               /* LOOM_HEARTBEAT_MS: coordinator heartbeat period */
+  const char* transport;         /* LOOM_TRANSPORT: "tcp" (default) or "local" (in-process) */
+  const char* listenHost;        /* LOOM_LISTEN_HOST: address peers reach this rank at */
+  uint64_t commId;               /* LOOM_COMM_ID: identifies the communicator at the coordinator */
+} loomConfig_t;
+
+#define LOOM_CONFIG_INITIALIZER \
+  { sizeof(loomConfig_t), LOOM_VERSION_CODE, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, NULL, NULL, 0 }
+
+/* ---- library ---------------------------------------------------------------------- */
+LOOM_API loomResult_t loomGetVersion(int* version);
+LOOM_API const char* loomGetErrorString(loomResult_t result);
+/* Message of the last failure on comm (or of the last failed init on this thread if comm is NULL). */
+LOOM_API const char* loomGetLastError(loomComm_t comm);
+
+/* ---- communicators ---------------------------------------------------------------- */
+/*
+ * Join communicator of nranks, as `rank`, by rendezvous at `coordinator` ("host:port").
+ * config may be NULL. rank may be -1 to let the coordinator assign one.
+ */
+LOOM_API loomResult_t loomCommInitRank(loomComm_t* comm, int nranks, int rank, const char* coordinator,
+                                        const loomConfig_t* config);
+/*
+ * Same, reading rank, size and coordinator from the environment:
+ * LOOM_RANK/LOOM_WORLD_SIZE, else RANK/WORLD_SIZE (torchrun), OMPI_COMM_WORLD_RANK/_SIZE (Open MPI),
+ * SLURM_PROCID/SLURM_NTASKS (Slurm); LOOM_COORDINATOR, else MASTER_ADDR:(MASTER_PORT+1).
+ */
+LOOM_API loomResult_t loomCommInitFromEnv(loomComm_t* comm, const loomConfig_t* config);
+/* Waits for in-flight operations (bounded), then frees everything. */
+LOOM_API loomResult_t loomCommDestroy(loomComm_t comm);
+/*
+ * From any thread: fails every in-flight operation with loomAborted, closes connections.
+ * Bounded and local. Later calls on comm fail with loomAborted; call loomCommDestroy to free it.
+ */
+LOOM_API loomResult_t loomCommAbort(loomComm_t comm);
+LOOM_API loomResult_t loomCommRank(loomComm_t comm, int* rank);
+LOOM_API loomResult_t loomCommSize(loomComm_t comm, int* size);
+
+/* ---- blocking collectives ------------------------------------------------------------ */
+LOOM_API loomResult_t loomAllReduce(const void* sendbuff, void* recvbuff, size_t count, loomDataType_t datatype,
+                                     loomRedOp_t op, loomComm_t comm);
+LOOM_API loomResult_t loomBroadcast(const void* sendbuff, void* recvbuff, size_t count, loomDataType_t datatype,
+                                     int root, loomComm_t comm);
+LOOM_API loomResult_t loomReduce(const void* sendbuff, void* recvbuff, size_t count, loomDataType_t datatype,
+                                  loomRedOp_t op, int root, loomComm_t comm);
+/* sendcount elements from each rank; recvbuff holds nranks*sendcount. */
+LOOM_API loomResult_t loomAllGather(const void* sendbuff, void* recvbuff, size_t sendcount,
+                                     loomDataType_t datatype, loomComm_t comm);
+/* sendbuff holds nranks*recvcount; each rank receives its reduced recvcount block. */
+LOOM_API loomResult_t loomReduceScatter(const void* sendbuff, void* recvbuff, size_t recvcount,
+                                         loomDataType_t datatype, loomRedOp_t op, loomComm_t comm);
+LOOM_API loomResult_t loomSend(const void* sendbuff, size_t count, loomDataType_t datatype, int peer,
+                                loomComm_t comm);
+LOOM_API loomResult_t loomRecv(void* recvbuff, size_t count, loomDataType_t datatype, int peer, loomComm_t comm);
+
+/* ---- asynchronous operations ----------------------------------------------------------
+ * Matched across ranks by `tag`, not by issue order: every rank must use the same tag for
+ * the same operation, and tags of operations in flight at once must differ.
+ */
+LOOM_API loomResult_t loomAllReduceAsync(const void* sendbuff, void* recvbuff, size_t count,
+                                          loomDataType_t datatype, loomRedOp_t op, uint64_t tag, loomComm_t comm,
+                                          loomRequest_t* request);
+LOOM_API loomResult_t loomBroadcastAsync(const void* sendbuff, void* recvbuff, size_t count,
+                                          loomDataType_t datatype, int root, uint64_t tag, loomComm_t comm,
+                                          loomRequest_t* request);
+LOOM_API loomResult_t loomReduceAsync(const void* sendbuff, void* recvbuff, size_t count, loomDataType_t datatype,
+                                       loomRedOp_t op, int root, uint64_t tag, loomComm_t comm,
+                                       loomRequest_t* request);
+LOOM_API loomResult_t loomAllGatherAsync(const void* sendbuff, void* recvbuff, size_t sendcount,
+                                          loomDataType_t datatype, uint64_t tag, loomComm_t comm,
+                                          loomRequest_t* request);
+LOOM_API loomResult_t loomReduceScatterAsync(const void* sendbuff, void* recvbuff, size_t recvcount,
+                                              loomDataType_t datatype, loomRedOp_t op, uint64_t tag,
+                                              loomComm_t comm, loomRequest_t* request);
+LOOM_API loomResult_t loomSendAsync(const void* sendbuff, size_t count, loomDataType_t datatype, int peer,
+                                     uint64_t tag, loomComm_t comm, loomRequest_t* request);
+LOOM_API loomResult_t loomRecvAsync(void* recvbuff, size_t count, loomDataType_t datatype, int peer,
+                                     uint64_t tag, loomComm_t comm, loomRequest_t* request);
+
+/* *done = 1 when finished; returns the operation's result once done (loomSuccess while pending). */
+LOOM_API loomResult_t loomTest(loomRequest_t request, int* done);
+/* Waits up to timeoutMs (LOOM_WAIT_FOREVER: until the operation's own deadline). loomTimeout if still pending. */
+LOOM_API loomResult_t loomWait(loomRequest_t request, int timeoutMs);
+/* Frees a finished request; a pending one is first cancelled (its operation fails on this rank). */
+LOOM_API loomResult_t loomRequestFree(loomRequest_t request);
+
+/* ---- introspection ------------------------------------------------------------------- */
+LOOM_API size_t loomDataTypeSize(loomDataType_t datatype);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LOOM_LOOM_H */

@@ -1,0 +1,281 @@
+#include "core/communicator.h"
+
+#include "coordinator/client.h"
+#include "coordinator/server.h"
+#include "core/event_loop.h"
+#include "core/log.h"
+
+#include <sched.h>
+
+#include <algorithm>
+#include <thread>
+
+namespace loom {
+
+namespace {
+// After spinning, a waiter yields the core this long before it blocks: with more ranks than
+// cores the peer it waits for needs the CPU.
+constexpr int kYieldUs = 1000;
+// A blocked waiter re-checks at least this often (deadline, abort), even without a wake-up.
+constexpr int kBlockSliceMs = 50;
+
+inline void cpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+}  // namespace
+
+Communicator::Communicator(const Settings& settings) : settings_(settings) {}
+
+Expected<std::unique_ptr<Communicator>> Communicator::create(int nranks, int rank, const std::string& coordinator,
+                                                              const Settings& settings,
+                                                              std::unique_ptr<coord::Server> embedded) {
+  std::unique_ptr<Communicator> comm(new Communicator(settings));
+  comm->embedded_ = std::move(embedded);
+  Deadline deadline = Deadline::afterMs(settings.connectTimeoutMs);
+  transport::TransportOptions topts;
+  topts.streamsPerPeer = settings.streamsPerPeer;
+  topts.listenHost = settings.listenHost;
+  topts.commId = settings.commId;
+  auto tp = transport::createTransport(settings.transport, topts);
+  if (!tp) return tp.error();
+  comm->transport_ = std::move(*tp);
+  auto address = comm->transport_->listen();
+  if (!address) return address.error();
+
+  auto client = coord::Client::join(coordinator, settings.commId, nranks, rank, *address, deadline);
+  if (!client) return client.error();
+  comm->coordinator_ = std::move(*client);
+  const coord::Membership& m = comm->coordinator_->membership();
+  comm->rank_ = m.rank;
+  comm->size_ = m.size;
+  log::setThreadRank(m.rank);
+  // The epoch is fixed at set-up for now; membership changes will rebuild the mesh per epoch.
+  LOOM_RETURN_IF_ERROR(comm->transport_->connect(m.rank, m.addresses, deadline));
+  comm->p2pSendSeq_.assign(m.size, 0);
+  comm->p2pRecvSeq_.assign(m.size, 0);
+  comm->loop_ = std::make_unique<EventLoop>(*comm);
+  comm->loop_->start(m.rank, m.heartbeatMs > 0 ? m.heartbeatMs : settings.heartbeatMs);
+  log::info(log::Subsys::Init, "communicator {} ready: rank {} of {}, transport {}", settings.commId, m.rank, m.size,
+            settings.transport);
+  return comm;
+}
+
+Communicator::~Communicator() {
+  if (loop_) loop_->stop();
+  if (transport_) transport_->shutdown(makeError(loomAborted, "communicator destroyed"));
+}
+
+int Communicator::transportFd() const { return transport_->eventFd(); }
+int Communicator::coordinatorFd() const { return coordinator_ ? coordinator_->fd() : -1; }
+
+Expected<OpPtr> Communicator::start(const coll::Args& args, std::optional<uint64_t> userTag) {
+  if (aborted_) return makeError(loomAborted, "communicator was aborted; destroy it and create a new one");
+  auto op = std::make_shared<OpState>();
+  op->args = args;
+  op->deadline = Deadline::afterMs(settings_.timeoutMs);
+  std::lock_guard<std::mutex> lock(engineMu_);
+  if (Status h = transport_->health(); !h.isOk()) return h;
+  bool p2p = args.kind == coll::Kind::Send || args.kind == coll::Kind::Recv;
+  if (userTag) {
+    op->tag = {*userTag, p2p ? kSpaceP2PAsync : kSpaceAsync, 0};
+    for (auto& other : active_)
+      if (other->tag == op->tag)
+        return makeError(loomInvalidUsage, "tag {} is already in use by an operation in flight", *userTag);
+  } else if (p2p) {
+    auto& seq = args.kind == coll::Kind::Send ? p2pSendSeq_ : p2pRecvSeq_;
+    op->tag = {seq[args.root]++, kSpaceP2P, 0};
+  } else {
+    op->tag = {blockingSeq_++, kSpaceBlocking, 0};
+  }
+  coll::Context ctx;
+  ctx.transport = transport_.get();
+  ctx.rank = rank_;
+  ctx.size = size_;
+  ctx.tuning.segmentBytes = settings_.segmentBytes;
+  ctx.tuning.allreduceSmallBytes = settings_.allreduceSmallBytes;
+  ctx.tuning.broadcastSmallBytes = settings_.broadcastSmallBytes;
+  ctx.tuning.allreduceAlgorithm = settings_.allreduceAlgorithm;
+  ctx.tuning.broadcastAlgorithm = settings_.broadcastAlgorithm;
+  ctx.base = op->tag;
+  ctx.signature = coll::signatureOf(args);
+  op->algorithm = coll::makeOperation(args, ctx);
+  active_.push_back(op);
+  activeCount_.fetch_add(1);
+  progressLocked();  // post the first transfers now: small messages often leave right here
+  return op;
+}
+
+void Communicator::finishLocked(const OpPtr& op, Status status) {
+  if (op->finished.load()) return;
+  if (!status.isOk()) op->algorithm->cancel(status);
+  op->status = std::move(status);
+  op->finished.store(true);
+  auto it = std::find(active_.begin(), active_.end(), op);
+  if (it != active_.end()) {
+    active_.erase(it);
+    activeCount_.fetch_sub(1);
+  }
+  notifyWaiters();
+}
+
+void Communicator::notifyWaiters() {
+  if (waiters_.load() > 0) {
+    { std::lock_guard<std::mutex> lock(waitMu_); }
+    waitCv_.notify_all();
+  }
+}
+
+void Communicator::failAllLocked(const Status& why) {
+  auto ops = active_;
+  for (auto& op : ops) finishLocked(op, why);
+}
+
+bool Communicator::progressLocked() {
+  bool movedAny = false;
+  for (int round = 0; round < 64; ++round) {
+    bool moved = transport_->poll();
+    for (auto& [tag, why] : transport_->takeRemoteOpErrors()) {
+      for (auto& op : std::vector<OpPtr>(active_))
+        if (op->tag.op == tag.op && op->tag.space == tag.space) finishLocked(op, why);
+    }
+    if (Status h = transport_->health(); !h.isOk()) {
+      failAllLocked(h);
+      return true;
+    }
+    for (auto& op : std::vector<OpPtr>(active_)) {
+      Status s = op->algorithm->progress();
+      if (s.code() == loomInProgress) {
+        if (op->deadline.expired()) {
+          Status why = makeError(loomTimeout, "{} (tag {}) did not finish within {} ms (LOOM_TIMEOUT_MS)",
+                                 coll::kindName(op->args.kind), op->tag.op, settings_.timeoutMs);
+          transport_->sendOpError(op->tag, why);
+          finishLocked(op, why);
+          moved = true;
+        }
+        continue;
+      }
+      // A mismatch found here must reach the peers, or they would wait for this rank forever.
+      if (!s.isOk() && s.code() != loomRemoteError && s.code() != loomPeerLost) transport_->sendOpError(op->tag, s);
+      finishLocked(op, std::move(s));
+      moved = true;
+    }
+    movedAny |= moved;
+    if (!moved) break;
+  }
+  return movedAny;
+}
+
+bool Communicator::test(const OpPtr& op) {
+  if (op->finished.load()) return true;
+  if (engineMu_.try_lock()) {
+    progressLocked();
+    engineMu_.unlock();
+  }
+  return op->finished.load();
+}
+
+Status Communicator::wait(const OpPtr& op, Deadline deadline) {
+  auto start = Clock::now();
+  auto spinUntil = start + std::chrono::microseconds(settings_.spinUs);
+  auto yieldUntil = spinUntil + std::chrono::microseconds(kYieldUs);
+  while (!op->finished.load()) {
+    if (engineMu_.try_lock()) {
+      progressLocked();
+      engineMu_.unlock();
+      if (op->finished.load()) break;
+    }
+    if (deadline.expired())
+      return makeError(loomTimeout, "{} (tag {}) still in progress after the wait's timeout",
+                       coll::kindName(op->args.kind), op->tag.op);
+    auto now = Clock::now();
+    if (now < spinUntil) {
+      for (int i = 0; i < 32; ++i) cpuRelax();
+    } else if (now < yieldUntil) {
+      sched_yield();
+    } else {
+      // Block: the event-loop thread advances the operation and wakes us when it finishes.
+      waiters_.fetch_add(1);
+      {
+        std::unique_lock<std::mutex> lock(waitMu_);
+        auto until = std::min(deadline.at(), Clock::now() + std::chrono::milliseconds(kBlockSliceMs));
+        waitCv_.wait_until(lock, until, [&] { return op->finished.load(); });
+      }
+      waiters_.fetch_sub(1);
+    }
+  }
+  return op->status;
+}
+
+void Communicator::cancel(const OpPtr& op, const Status& why) {
+  std::lock_guard<std::mutex> lock(engineMu_);
+  if (op->finished.load()) return;
+  transport_->sendOpError(op->tag, why);
+  finishLocked(op, why);
+}
+
+Status Communicator::run(const coll::Args& args) {
+  auto op = start(args, std::nullopt);
+  if (!op) return op.error();
+  Status s = wait(*op, (*op)->deadline);
+  if (s.code() == loomTimeout && !(*op)->finished.load()) {
+    Status why = makeError(loomTimeout, "{} did not finish within {} ms (LOOM_TIMEOUT_MS)", coll::kindName(args.kind),
+                           settings_.timeoutMs);
+    cancel(*op, why);
+    return why;
+  }
+  return s;
+}
+
+void Communicator::abort() {
+  if (aborted_.exchange(true)) return;
+  Status why = makeError(loomAborted, "communicator aborted by the application");
+  std::lock_guard<std::mutex> lock(engineMu_);
+  failAllLocked(why);
+  transport_->shutdown(why);
+}
+
+Status Communicator::shutdown() {
+  // Let in-flight operations finish, within their own deadlines.
+  while (activeCount_.load() > 0 && !aborted_.load()) {
+    OpPtr op;
+    {
+      std::lock_guard<std::mutex> lock(engineMu_);
+      if (!active_.empty()) op = active_.front();
+    }
+    if (op) (void)wait(op, op->deadline);
+  }
+  if (loop_) loop_->stop();
+  if (coordinator_) coordinator_->leave();
+  std::lock_guard<std::mutex> lock(engineMu_);
+  transport_->shutdown(makeError(loomAborted, "communicator destroyed"));
+  return Status::ok();
+}
+
+void Communicator::onTransportEvent() {
+  std::lock_guard<std::mutex> lock(engineMu_);
+  progressLocked();
+}
+
+void Communicator::onTick() {
+  if (activeCount_.load() == 0) return;
+  std::lock_guard<std::mutex> lock(engineMu_);
+  progressLocked();
+}
+
+void Communicator::onHeartbeat() {
+  if (coordinator_ && !coordinatorLost_) (void)coordinator_->sendHeartbeat();
+}
+
+void Communicator::onCoordinatorReadable() {
+  Status s = coordinator_->onReadable();
+  if (!s.isOk()) {
+    // The data path does not need the coordinator; membership changes will (see DESIGN.md).
+    log::info(log::Subsys::Coord, "lost the coordinator: {}", s.toString());
+    coordinatorLost_ = true;
+    loop_->stopWatchingCoordinator();
+  }
+}
+
+}  // namespace loom

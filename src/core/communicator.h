@@ -1,0 +1,115 @@
+// The communicator: membership (from the coordinator), one transport, the in-flight operations,
+// and the progress engine that advances them.
+//
+// Progress engine: one mutex (engineMu_) guards the transport and the operation list. Whoever
+// holds it advances everything: a caller waiting on its own operation (spin with try_lock, then
+// yield, then block), or the event-loop thread when the transport's fd becomes readable. So a
+// small all-reduce completes on the caller's thread with no hand-over, and asynchronous work
+// still moves while the caller computes.
+#pragma once
+
+#include "collectives/collective.h"
+#include "core/config.h"
+#include "core/deadline.h"
+#include "core/status.h"
+#include "transports/iface/transport.h"
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace loom {
+
+namespace coord {
+class Client;
+class Server;
+}  // namespace coord
+class EventLoop;
+
+// One operation in flight.
+struct OpState {
+  coll::Args args;
+  transport::Tag tag;
+  Deadline deadline = Deadline::never();
+  std::unique_ptr<coll::Operation> algorithm;
+  std::atomic<bool> finished{false};
+  Status status;  // valid once finished
+};
+using OpPtr = std::shared_ptr<OpState>;
+
+// Tag namespaces: blocking operations are numbered by a per-communicator sequence (every rank
+// issues them in the same order); asynchronous ones carry the caller's tag.
+enum TagSpace : uint32_t { kSpaceAsync = 1, kSpaceBlocking = 2, kSpaceP2P = 3, kSpaceP2PAsync = 4 };
+
+class Communicator {
+ public:
+  // Rendezvous through `coordinator`, then connect the transport mesh.
+  static Expected<std::unique_ptr<Communicator>> create(int nranks, int rank, const std::string& coordinator,
+                                                         const Settings& settings,
+                                                         std::unique_ptr<coord::Server> embedded);
+  ~Communicator();
+
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+  uint64_t commId() const { return settings_.commId; }
+  const Settings& settings() const { return settings_; }
+
+  // Starts an operation. userTag: asynchronous (matched by tag); none: blocking sequence.
+  Expected<OpPtr> start(const coll::Args& args, std::optional<uint64_t> userTag);
+  // Drives progress until op finishes or the deadline passes (then loomTimeout; op keeps running).
+  Status wait(const OpPtr& op, Deadline deadline);
+  // One progress attempt without blocking; true when op is finished.
+  bool test(const OpPtr& op);
+  // Fails op on this rank (if still running) and tells the peers.
+  void cancel(const OpPtr& op, const Status& why);
+  // Start + wait + cancel on timeout: the blocking API.
+  Status run(const coll::Args& args);
+
+  // From any thread: fail everything in flight with loomAborted and close connections.
+  void abort();
+  bool aborted() const { return aborted_.load(); }
+  // Waits (bounded) for in-flight operations, leaves the coordinator, stops the loop.
+  Status shutdown();
+
+  // Called from the event-loop thread.
+  void onTransportEvent();
+  void onTick();
+  void onHeartbeat();
+  void onCoordinatorReadable();
+  int transportFd() const;
+  int coordinatorFd() const;
+
+ private:
+  Communicator(const Settings& settings);
+  bool progressLocked();  // engineMu_ held; true if anything moved
+  void finishLocked(const OpPtr& op, Status status);
+  void notifyWaiters();
+  void failAllLocked(const Status& why);
+
+  Settings settings_;
+  int rank_ = 0;
+  int size_ = 1;
+  std::unique_ptr<coord::Server> embedded_;  // when this rank hosts the coordinator
+  std::unique_ptr<coord::Client> coordinator_;
+  std::unique_ptr<transport::Transport> transport_;
+  std::unique_ptr<EventLoop> loop_;
+
+  std::mutex engineMu_;
+  std::vector<OpPtr> active_;
+  uint64_t blockingSeq_ = 0;
+  std::vector<uint64_t> p2pSendSeq_, p2pRecvSeq_;
+  std::atomic<bool> aborted_{false};
+  std::atomic<int> activeCount_{0};
+  bool coordinatorLost_ = false;
+
+  std::mutex waitMu_;
+  std::condition_variable waitCv_;
+  std::atomic<int> waiters_{0};
+};
+
+}  // namespace loom

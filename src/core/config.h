@@ -1,0 +1,51 @@
+// The one registry of settings. Each setting is read once, typed, with its documentation
+// (NCCL_PARAM / UCC config tables). Precedence: a non-zero loomConfig_t field, else the LOOM_*
+// environment variable, else the default. `loom_info` prints the table.
+#pragma once
+
+#include "core/status.h"
+
+#include <loom/loom.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace loom {
+
+struct SettingInfo {
+  const char* env;           // LOOM_...
+  const char* defaultValue;  // as text
+  const char* doc;
+};
+const std::vector<SettingInfo>& settingRegistry();
+
+struct Settings {
+  int timeoutMs = 0;
+  int connectTimeoutMs = 0;
+  int streamsPerPeer = 0;
+  size_t segmentBytes = 0;
+  size_t allreduceSmallBytes = 0;
+  size_t broadcastSmallBytes = 0;
+  int allreduceAlgorithm = 0;
+  int broadcastAlgorithm = 0;
+  int spinUs = 0;
+  int heartbeatMs = 0;
+  std::string transport;
+  std::string listenHost;
+  uint64_t commId = 0;
+  std::string embeddedCoordinator;  // "auto", "0", "1"
+};
+
+// Validates the config struct (size/version) and every value; errors name the field or variable.
+Expected<Settings> resolveSettings(const loomConfig_t* config);
+
+// Current value of a LOOM_* variable as the registry would read it ("" if unset).
+std::string envOrEmpty(const char* name);
+
+// "64K" / "1M" / "123" -> bytes (1024-based); loomInvalidArgument naming `what` on bad text.
+Expected<uint64_t> parseSize(const std::string& text, const char* what);
+Expected<int64_t> parseInt(const std::string& text, const char* what);
+
+}  // namespace loom

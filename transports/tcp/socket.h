@@ -1,0 +1,24 @@
+// Small POSIX socket helpers for the TCP transport (non-blocking, with deadlines).
+#pragma once
+
+#include "core/deadline.h"
+#include "core/status.h"
+
+#include <cstdint>
+#include <string>
+
+namespace loom::tcp {
+
+// Listening socket bound to host:0 (any free port), non-blocking. Returns the fd.
+Expected<int> listenOn(const std::string& host, int backlog);
+// "host:port" the fd is bound to.
+Expected<std::string> localAddress(int fd);
+// Connects to "host:port" by the deadline; the result is non-blocking with TCP_NODELAY.
+Expected<int> connectTo(const std::string& hostPort, Deadline deadline);
+// Writes all of buf, polling until the deadline (used only during connection set-up).
+Status writeAll(int fd, const void* buf, size_t len, Deadline deadline);
+Status setNonBlocking(int fd);
+void tuneDataSocket(int fd);  // TCP_NODELAY and keep the kernel's buffer autotuning
+void closeFd(int& fd);
+
+}  // namespace loom::tcp

@@ -1,0 +1,465 @@
+// TCP transport: connection set-up (hello / ack / reject), message matching, striping.
+#include "transports/tcp/tcp_transport.h"
+
+#include "core/log.h"
+#include "transports/iface/registry.h"
+#include "transports/tcp/socket.h"
+
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+namespace loom::tcp {
+
+namespace {
+// Messages at least this large are split over every stream of the pair.
+constexpr size_t kStripeBytes = 128 << 10;
+constexpr size_t kStripeAlign = 4096;
+}  // namespace
+
+TcpTransport::TcpTransport(const transport::TransportOptions& options) : options_(options), discard_(64 << 10) {
+  epollFd_ = epoll_create1(EPOLL_CLOEXEC);
+}
+
+TcpTransport::~TcpTransport() {
+  shutdown(makeError(loomAborted, "transport destroyed"));
+  closeFd(epollFd_);
+}
+
+std::string TcpTransport::peerName(int peer) const {
+  if (peer < 0 || peer >= static_cast<int>(peers_.size())) return "an unidentified peer";
+  return fmt::format("peer rank {} ({})", peer, peers_[peer].address);
+}
+
+Expected<std::string> TcpTransport::listen() {
+  if (epollFd_ < 0) return makeError(loomSystemError, "epoll_create1: {}", std::strerror(errno));
+  auto fd = listenOn(options_.listenHost, 512);
+  if (!fd) return fd.error();
+  listenFd_ = *fd;
+  auto addr = localAddress(listenFd_);
+  if (!addr) return addr.error();
+  address_ = *addr;
+  addToEpoll(listenFd_, nullptr);
+  return address_;
+}
+
+void TcpTransport::addToEpoll(int fd, Stream* s) {
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.ptr = s;  // null: the listening socket
+  epoll_ctl(epollFd_, EPOLL_CTL_ADD, fd, &ev);
+}
+
+void TcpTransport::armWrite(Stream& s, bool on) {
+  epoll_event ev{};
+  ev.events = EPOLLIN | (on ? uint32_t(EPOLLOUT) : 0u);
+  ev.data.ptr = &s;
+  epoll_ctl(epollFd_, EPOLL_CTL_MOD, s.fd(), &ev);
+  s.writeArmed = on;
+}
+
+Status TcpTransport::connect(int rank, const std::vector<std::string>& addresses, Deadline deadline) {
+  if (listenFd_ < 0) return makeError(loomInvalidUsage, "tcp transport: connect() before listen()");
+  rank_ = rank;
+  size_ = static_cast<int>(addresses.size());
+  peers_.resize(size_);
+  for (int p = 0; p < size_; ++p) {
+    peers_[p].address = addresses[p];
+    peers_[p].streams.assign(p == rank_ ? 0 : options_.streamsPerPeer, nullptr);
+  }
+  connecting_ = true;
+  // Lower ranks accept, higher ranks connect: each pair has one owner of the set-up.
+  for (int p = 0; p < rank_; ++p) {
+    for (int s = 0; s < options_.streamsPerPeer; ++s) {
+      auto fd = connectTo(addresses[p], deadline);
+      if (!fd) return makeError(fd.error().code(), "connecting to rank {}: {}", p, fd.error().message());
+      auto stream = std::make_unique<Stream>(*this, *fd, Stream::Role::Connected);
+      stream->peer = p;
+      stream->index = s;
+      wire::Header h{.type = wire::Type::PeerHello, .commId = options_.commId, .epoch = options_.epoch};
+      auto frame = wire::encode(h, wire::PeerHello{static_cast<uint32_t>(LOOM_VERSION_CODE), rank_,
+                                                    static_cast<uint32_t>(size_), static_cast<uint32_t>(s)});
+      LOOM_RETURN_IF_ERROR(writeAll(*fd, frame.data(), frame.size(), deadline));
+      addToEpoll(*fd, stream.get());
+      streams_.push_back(std::move(stream));
+    }
+  }
+  while (!allEstablished()) {
+    if (!setupError_.isOk()) return setupError_;
+    if (!failure_.isOk()) return failure_;
+    if (deadline.expired())
+      return makeError(loomTimeout, "connection set-up timed out; still waiting for ranks {}", missingPeers());
+    epoll_event ev;
+    epoll_wait(epollFd_, &ev, 1, std::min(deadline.remainingMs(), 50));  // just a wake-up hint
+    poll();
+  }
+  connecting_ = false;
+  log::info(log::Subsys::Net, "tcp: rank {} connected to {} peers, {} streams each", rank_, size_ - 1,
+            options_.streamsPerPeer);
+  return Status::ok();
+}
+
+bool TcpTransport::allEstablished() const {
+  for (int p = 0; p < size_; ++p)
+    for (auto* s : peers_[p].streams)
+      if (!s || !s->established) return false;
+  return true;
+}
+
+std::string TcpTransport::missingPeers() const {
+  std::string out;
+  for (int p = 0; p < size_; ++p) {
+    bool missing = false;
+    for (auto* s : peers_[p].streams) missing |= (!s || !s->established);
+    if (missing) out += (out.empty() ? "" : ", ") + std::to_string(p);
+  }
+  return out;
+}
+
+void TcpTransport::acceptAll() {
+  for (;;) {
+    int fd = ::accept4(listenFd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) return;
+    tuneDataSocket(fd);
+    auto stream = std::make_unique<Stream>(*this, fd, Stream::Role::Accepted);
+    addToEpoll(fd, stream.get());
+    streams_.push_back(std::move(stream));
+  }
+}
+
+// An accepted connection introduced itself. Reject anything that is not an expected stream of
+// this communicator, telling the other side why, without disturbing established streams.
+void TcpTransport::onHello(Stream& s, const wire::Header& h, const wire::PeerHello& hello) {
+  auto reject = [&](loomResult_t code, std::string message) {
+    log::warn(log::Subsys::Net, "tcp: rejected a connection: {}", message);
+    wire::Header rh{.type = wire::Type::Reject, .commId = options_.commId, .epoch = options_.epoch};
+    auto frame = wire::encode(rh, wire::Reject{code, message});
+    (void)::send(s.fd(), frame.data(), frame.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    epoll_ctl(epollFd_, EPOLL_CTL_DEL, s.fd(), nullptr);
+    s.close();
+  };
+  if (hello.libraryVersion / 100 != LOOM_VERSION_CODE / 100)
+    return reject(loomVersionMismatch, fmt::format("peer library version {} is incompatible with this rank's {}",
+                                                   hello.libraryVersion, LOOM_VERSION_CODE));
+  if (h.commId != options_.commId)
+    return reject(loomInvalidUsage, fmt::format("communicator id {} differs from this communicator's {}", h.commId,
+                                                options_.commId));
+  if (h.epoch != options_.epoch)
+    return reject(loomInvalidUsage, fmt::format("epoch {} differs from this communicator's {}", h.epoch,
+                                                options_.epoch));
+  if (rank_ < 0 || static_cast<int>(hello.worldSize) != size_ || hello.rank <= rank_ || hello.rank >= size_ ||
+      hello.stream >= static_cast<uint32_t>(options_.streamsPerPeer) || peers_[hello.rank].streams[hello.stream])
+    return reject(loomInvalidUsage, fmt::format("unexpected connection from rank {} stream {} (world {}): this rank "
+                                                "{} of {} is not waiting for it",
+                                                hello.rank, hello.stream, hello.worldSize, rank_, size_));
+  s.peer = hello.rank;
+  s.index = static_cast<int>(hello.stream);
+  s.established = true;
+  peers_[s.peer].streams[s.index] = &s;
+  wire::Header ah{.type = wire::Type::PeerHelloAck, .commId = options_.commId, .epoch = options_.epoch};
+  auto frame = wire::encodeEmpty(ah);
+  OutFrame f;
+  f.owned = std::move(frame);
+  f.data = f.owned.data();
+  f.dataLen = f.owned.size();
+  s.outq.push_back(std::move(f));
+  s.flush();
+}
+
+void TcpTransport::onHelloAck(Stream& s) {
+  s.established = true;
+  peers_[s.peer].streams[s.index] = &s;
+}
+
+void TcpTransport::onReject(Stream& s, const wire::Reject& r) {
+  auto code = static_cast<loomResult_t>(r.code > 0 && r.code < loomNumResults ? r.code : loomRemoteError);
+  Status why(code, fmt::format("rank {} rejected the connection: {}", s.peer, r.message));
+  if (connecting_) setupError_ = why;
+  streamFailed(s, why);
+}
+
+void TcpTransport::onOpError(int peer, const wire::OpError& e) {
+  remoteErrors_.emplace_back(Tag{e.tagOp, e.tagSpace, 0},
+                             makeError(loomRemoteError, "rank {} failed this operation: {}", peer, e.message));
+}
+
+void TcpTransport::streamFailed(Stream& s, const Status& why) {
+  if (!s.established && s.peer < 0) {  // a stranger that never introduced itself: tell it why
+    log::warn(log::Subsys::Net, "tcp: dropped an unidentified connection: {}", why.message());
+    wire::Header rh{.type = wire::Type::Reject, .commId = options_.commId, .epoch = options_.epoch};
+    auto frame = wire::encode(rh, wire::Reject{why.code(), why.message().substr(0, wire::kMaxMessageBytes)});
+    (void)::send(s.fd(), frame.data(), frame.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    epoll_ctl(epollFd_, EPOLL_CTL_DEL, s.fd(), nullptr);
+    s.close();
+    return;
+  }
+  log::warn(log::Subsys::Net, "tcp: {}", why.message());
+  failAll(why);
+}
+
+TransferPtr TcpTransport::failed(const Status& why) {
+  auto t = std::make_shared<transport::Transfer>();
+  t->status = why;
+  t->state.store(transport::Transfer::Failed, std::memory_order_release);
+  return t;
+}
+
+void TcpTransport::complete(const TransferPtr& t) {
+  if (!t->done()) t->state.store(transport::Transfer::Done, std::memory_order_release);
+}
+
+void TcpTransport::fail(const TransferPtr& t, const Status& why) {
+  if (t->done()) return;
+  t->status = why;
+  t->state.store(transport::Transfer::Failed, std::memory_order_release);
+}
+
+TransferPtr TcpTransport::isend(int peer, const void* buf, size_t bytes, Tag tag, uint64_t signature) {
+  if (!failure_.isOk()) return failed(failure_);
+  if (peer < 0 || peer >= size_ || peer == rank_)
+    return failed(makeError(loomInvalidArgument, "tcp: send to invalid peer {} (world {})", peer, size_));
+  auto t = std::make_shared<transport::Transfer>();
+  Peer& p = peers_[peer];
+  size_t nstreams = p.streams.size();
+  size_t fragments = bytes >= kStripeBytes ? nstreams : 1;
+  size_t per = (bytes / fragments + kStripeAlign - 1) / kStripeAlign * kStripeAlign;
+  auto state = std::make_shared<SendState>();
+  state->transfer = t;
+  state->fragmentsLeft = 0;
+  size_t first = fragments == 1 ? (p.nextStream++ % nstreams) : 0;
+  std::vector<std::pair<size_t, OutFrame>> frames;
+  for (size_t i = 0, offset = 0; i < fragments && (offset < bytes || i == 0); ++i) {
+    size_t len = std::min(per, bytes - offset);
+    if (fragments == 1) len = bytes;
+    OutFrame f;
+    wire::Header h{.type = wire::Type::Data,
+                   .payloadBytes = static_cast<uint32_t>(wire::kDataHeaderBytes + len),
+                   .commId = options_.commId,
+                   .epoch = options_.epoch};
+    wire::DataHeader d{tag.op, tag.space, tag.step, signature, bytes, offset};
+    wire::encodeDataPrefix(h, d, f.prefix);
+    f.prefixLen = wire::kDataPrefixBytes;
+    f.data = static_cast<const uint8_t*>(buf) + offset;
+    f.dataLen = len;
+    f.send = state;
+    frames.emplace_back((first + i) % nstreams, std::move(f));
+    offset += len;
+  }
+  state->fragmentsLeft = static_cast<int>(frames.size());
+  for (auto& [s, f] : frames) queueFrame(peer, s, std::move(f));
+  if (!failure_.isOk()) fail(t, failure_);
+  return t;
+}
+
+void TcpTransport::queueFrame(int peer, size_t stream, OutFrame&& frame) {
+  Stream* s = peers_[peer].streams[stream];
+  s->outq.push_back(std::move(frame));
+  if (s->outq.size() == 1) s->flush();  // eager: most small messages leave right here
+}
+
+TransferPtr TcpTransport::irecv(int peer, void* buf, size_t bytes, Tag tag, uint64_t signature) {
+  if (!failure_.isOk()) return failed(failure_);
+  if (peer < 0 || peer >= size_ || peer == rank_)
+    return failed(makeError(loomInvalidArgument, "tcp: receive from invalid peer {} (world {})", peer, size_));
+  auto t = std::make_shared<transport::Transfer>();
+  auto& map = peers_[peer].incoming;
+  auto [it, inserted] = map.try_emplace(tag);
+  Incoming& in = it->second;
+  if (!inserted && in.recv) {
+    fail(t, makeError(loomInvalidUsage, "a receive from rank {} with tag (op {}, step {}) is already posted", peer,
+                      tag.op, tag.step));
+    return t;
+  }
+  in.recv = t;
+  in.userBuf = static_cast<uint8_t*>(buf);
+  in.expectedBytes = bytes;
+  in.expectedSignature = signature;
+  if (!in.arrived) {
+    in.direct = in.userBuf;
+    return t;
+  }
+  if (in.totalBytes != bytes || in.signature != signature) {
+    fail(t, in.totalBytes != bytes
+                ? makeError(loomInvalidUsage,
+                            "message from rank {} has {} bytes but this rank expected {}: count or datatype differs "
+                            "across ranks",
+                            peer, in.totalBytes, bytes)
+                : makeError(loomInvalidUsage, "operation differs across ranks: rank {} sent another kind, count, "
+                                              "datatype, op or root for the same tag",
+                            peer));
+    in.discard = true;
+  }
+  if (in.complete()) finishIncoming(peer, tag, in);
+  return t;
+}
+
+Incoming* TcpTransport::incomingFor(int peer, const wire::DataHeader& d, size_t fragmentBytes, Status& error) {
+  if (d.offset > d.totalBytes || fragmentBytes > d.totalBytes - d.offset) {
+    error = makeError(loomInvalidArgument, "fragment [{}, +{}) outside a message of {} bytes", d.offset,
+                      fragmentBytes, d.totalBytes);
+    return nullptr;
+  }
+  Tag tag{d.tagOp, d.tagSpace, d.tagStep};
+  auto [it, inserted] = peers_[peer].incoming.try_emplace(tag);
+  Incoming& in = it->second;
+  if (in.arrived) {
+    if (in.totalBytes != d.totalBytes) {
+      error = makeError(loomInvalidArgument, "fragments of one message disagree on its size");
+      return nullptr;
+    }
+    return &in;
+  }
+  in.arrived = true;
+  in.totalBytes = d.totalBytes;
+  in.signature = d.signature;
+  if (in.recv) {
+    if (in.recv->done()) {
+      in.discard = true;  // cancelled
+    } else if (d.totalBytes != in.expectedBytes || d.signature != in.expectedSignature) {
+      fail(in.recv, d.totalBytes != in.expectedBytes
+                        ? makeError(loomInvalidUsage,
+                                    "message from rank {} has {} bytes but this rank expected {}: count or datatype "
+                                    "differs across ranks",
+                                    peer, d.totalBytes, in.expectedBytes)
+                        : makeError(loomInvalidUsage, "operation differs across ranks: rank {} sent another kind, "
+                                                      "count, datatype, op or root for the same tag",
+                                    peer));
+      in.discard = true;
+      in.direct = nullptr;
+    }
+  } else {
+    in.stash.resize(d.totalBytes);  // unexpected: keep it until the receive is posted
+  }
+  return &in;
+}
+
+void TcpTransport::incomingProgress(int peer, Incoming* in, size_t bytes) {
+  in->received += bytes;
+  if (!in->complete()) return;
+  // Find the tag: the map owns `in`; completion is rare enough for a lookup by address.
+  auto& map = peers_[peer].incoming;
+  for (auto it = map.begin(); it != map.end(); ++it) {
+    if (&it->second == in) {
+      finishIncoming(peer, it->first, it->second);
+      return;
+    }
+  }
+}
+
+void TcpTransport::finishIncoming(int peer, Tag tag, Incoming& in) {
+  if (!in.recv) {
+    if (in.discard) peers_[peer].incoming.erase(tag);
+    return;  // unexpected and complete: waits for its receive
+  }
+  if (!in.discard && !in.direct && in.totalBytes) std::memcpy(in.userBuf, in.stash.data(), in.totalBytes);
+  if (!in.discard) complete(in.recv);
+  peers_[peer].incoming.erase(tag);
+}
+
+void TcpTransport::cancel(const TransferPtr& t, const Status& why) {
+  if (t->done()) return;
+  fail(t, why);
+  for (int p = 0; p < size_; ++p) {
+    auto& map = peers_[p].incoming;
+    for (auto it = map.begin(); it != map.end(); ++it) {
+      if (it->second.recv != t) continue;
+      Incoming& in = it->second;
+      if (!in.arrived) {
+        map.erase(it);
+      } else {
+        in.discard = true;  // bytes still in flight are dropped
+        in.direct = nullptr;
+        in.recv = nullptr;
+        if (in.complete()) map.erase(it);
+      }
+      return;
+    }
+    for (Stream* s : peers_[p].streams) {
+      if (!s) continue;
+      // A fragment not yet started is withdrawn; one partly on the wire cannot be (the byte
+      // stream announced its length), so its bytes are copied out of the user's buffer.
+      for (auto it = s->outq.begin(); it != s->outq.end();) {
+        if (!it->send || it->send->transfer != t) {
+          ++it;
+        } else if (it->sent == 0) {
+          it = s->outq.erase(it);
+        } else {
+          if (it->owned.empty()) {
+            it->owned.assign(it->data, it->data + it->dataLen);
+            it->data = it->owned.data();
+          }
+          it->send = nullptr;
+          ++it;
+        }
+      }
+    }
+  }
+}
+
+void TcpTransport::sendOpError(Tag tag, const Status& why) {
+  if (!failure_.isOk()) return;
+  wire::Header h{.type = wire::Type::OpError, .commId = options_.commId, .epoch = options_.epoch};
+  auto frame = wire::encode(h, wire::OpError{tag.op, tag.space, static_cast<int32_t>(why.code()),
+                                             why.message().substr(0, wire::kMaxMessageBytes)});
+  for (int p = 0; p < size_; ++p) {
+    if (p == rank_) continue;
+    OutFrame f;
+    f.owned = frame;
+    f.data = f.owned.data();
+    f.dataLen = f.owned.size();
+    queueFrame(p, 0, std::move(f));
+  }
+}
+
+std::vector<std::pair<Tag, Status>> TcpTransport::takeRemoteOpErrors() { return std::exchange(remoteErrors_, {}); }
+
+bool TcpTransport::poll() {
+  if (epollFd_ < 0) return false;
+  epoll_event events[64];
+  int n = epoll_wait(epollFd_, events, 64, 0);
+  for (int i = 0; i < n; ++i) {
+    auto* s = static_cast<Stream*>(events[i].data.ptr);
+    if (!s) {
+      acceptAll();
+      continue;
+    }
+    if (s->fd() < 0) continue;
+    if (events[i].events & EPOLLOUT) s->flush();
+    if (s->fd() >= 0 && (events[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))) s->onReadable();
+  }
+  return n > 0;
+}
+
+void TcpTransport::failAll(const Status& why) {
+  if (failure_.isOk()) failure_ = why;
+  for (auto& peer : peers_) {
+    for (auto& [tag, in] : peer.incoming)
+      if (in.recv) fail(in.recv, why);
+    peer.incoming.clear();
+  }
+  for (auto& s : streams_) {
+    for (auto& f : s->outq)
+      if (f.send) fail(f.send->transfer, why);
+    s->outq.clear();
+    if (s->fd() >= 0) epoll_ctl(epollFd_, EPOLL_CTL_DEL, s->fd(), nullptr);
+    s->close();
+  }
+}
+
+void TcpTransport::shutdown(const Status& why) {
+  failAll(why);
+  if (listenFd_ >= 0) epoll_ctl(epollFd_, EPOLL_CTL_DEL, listenFd_, nullptr);
+  closeFd(listenFd_);
+}
+
+}  // namespace loom::tcp
+
+namespace loom::transport {
+std::unique_ptr<Transport> makeTcpTransport(const TransportOptions& options) {
+  return std::make_unique<tcp::TcpTransport>(options);
+}
+}  // namespace loom::transport

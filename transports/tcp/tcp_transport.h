@@ -1,0 +1,162 @@
+// TCP transport: several non-blocking streams per peer pair, one message striped across them.
+//
+// Progress model: all sockets sit in one private epoll set, whose fd is eventFd(). Whoever holds
+// the communicator's engine lock calls poll() — the event-loop thread when woken by libuv
+// watching that fd, or a waiting caller that drives progress itself (no hand-over to a sleeping
+// thread on the latency path). Sends are written eagerly from isend(); only what the kernel
+// does not take is queued and waits for EPOLLOUT.
+#pragma once
+
+#include "protocol/wire.h"
+#include "transports/iface/transport.h"
+
+#include <deque>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace loom::tcp {
+
+using transport::Tag;
+using transport::TagHash;
+using transport::TransferPtr;
+
+// A message from one peer, matched by tag. It may arrive before or after its receive is posted.
+struct Incoming {
+  TransferPtr recv;          // the posted receive, if any
+  uint8_t* userBuf = nullptr;
+  uint8_t* direct = nullptr; // fragments land here (the user buffer) when posted before arrival
+  size_t expectedBytes = 0;
+  uint64_t expectedSignature = 0;
+  bool arrived = false;      // first fragment seen: totalBytes/signature valid
+  uint64_t totalBytes = 0;
+  uint64_t signature = 0;
+  uint64_t received = 0;
+  std::vector<uint8_t> stash;  // bytes that arrived before the receive was posted
+  bool discard = false;        // mismatched or cancelled: drop what still arrives
+  bool complete() const { return arrived && received == totalBytes; }
+};
+
+// One send, possibly split into fragments over several streams.
+struct SendState {
+  TransferPtr transfer;
+  int fragmentsLeft = 0;
+};
+
+struct OutFrame {
+  uint8_t prefix[wire::kDataPrefixBytes];
+  size_t prefixLen = 0;
+  const uint8_t* data = nullptr;  // user bytes (not owned) or owned.data()
+  size_t dataLen = 0;
+  std::vector<uint8_t> owned;     // control frames, and fragments copied out on cancel
+  size_t sent = 0;                // of prefixLen + dataLen
+  std::shared_ptr<SendState> send;
+  size_t total() const { return prefixLen + dataLen; }
+};
+
+class TcpTransport;
+
+class Stream {
+ public:
+  enum class Role { Accepted, Connected };
+  Stream(TcpTransport& owner, int fd, Role role);
+  ~Stream();
+  int fd() const { return fd_; }
+  int peer = -1;        // rank, once known
+  int index = 0;        // stream index within the pair
+  bool established = false;
+  bool writeArmed = false;
+  std::deque<OutFrame> outq;
+
+  // Returns false when the stream failed (owner has been told why).
+  bool onReadable();
+  bool flush();
+  void close();
+
+ private:
+  bool parse();
+  bool handleFrame(const wire::Header& h, std::span<const uint8_t> payload);
+  uint8_t* payloadDestination(size_t& maxLen);
+  void fragmentDone();
+
+  TcpTransport& owner_;
+  int fd_;
+  Role role_;
+  std::vector<uint8_t> in_;
+  size_t inBegin_ = 0, inEnd_ = 0;
+  bool inPayload_ = false;
+  Incoming* target_ = nullptr;
+  uint64_t fragOffset_ = 0, fragLeft_ = 0;
+};
+
+class TcpTransport final : public transport::Transport {
+ public:
+  explicit TcpTransport(const transport::TransportOptions& options);
+  ~TcpTransport() override;
+
+  const char* name() const override { return "tcp"; }
+  Expected<std::string> listen() override;
+  Status connect(int rank, const std::vector<std::string>& addresses, Deadline deadline) override;
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  TransferPtr isend(int peer, const void* buf, size_t bytes, Tag tag, uint64_t signature) override;
+  TransferPtr irecv(int peer, void* buf, size_t bytes, Tag tag, uint64_t signature) override;
+  void cancel(const TransferPtr& t, const Status& why) override;
+  void sendOpError(Tag tag, const Status& why) override;
+  std::vector<std::pair<Tag, Status>> takeRemoteOpErrors() override;
+  bool poll() override;
+  int eventFd() const override { return epollFd_; }
+  Status health() const override { return failure_; }
+  void shutdown(const Status& why) override;
+
+  // ---- used by Stream ----
+  const transport::TransportOptions& options() const { return options_; }
+  uint64_t epoch() const { return options_.epoch; }
+  Incoming* incomingFor(int peer, const wire::DataHeader& d, size_t fragmentBytes, Status& error);
+  void incomingProgress(int peer, Incoming* in, size_t bytes);
+  void onHello(Stream& s, const wire::Header& h, const wire::PeerHello& hello);
+  void onHelloAck(Stream& s);
+  void onReject(Stream& s, const wire::Reject& r);
+  void onOpError(int peer, const wire::OpError& e);
+  void streamFailed(Stream& s, const Status& why);
+  void armWrite(Stream& s, bool on);
+  std::string peerName(int peer) const;
+  uint8_t* discardBuffer() { return discard_.data(); }
+  size_t discardBytes() const { return discard_.size(); }
+
+ private:
+  struct Peer {
+    std::string address;
+    std::vector<Stream*> streams;  // index = stream number, null until established
+    std::unordered_map<Tag, Incoming, TagHash> incoming;
+    uint32_t nextStream = 0;
+  };
+
+  void acceptAll();
+  void addToEpoll(int fd, Stream* s);
+  void failAll(const Status& why);
+  static TransferPtr failed(const Status& why);
+  void complete(const TransferPtr& t);
+  void fail(const TransferPtr& t, const Status& why);
+  void finishIncoming(int peer, Tag tag, Incoming& in);
+  void queueFrame(int peer, size_t stream, OutFrame&& frame);
+  bool allEstablished() const;
+  std::string missingPeers() const;
+
+  transport::TransportOptions options_;
+  int rank_ = -1;
+  int size_ = 0;
+  int listenFd_ = -1;
+  int epollFd_ = -1;
+  std::string address_;
+  std::vector<Peer> peers_;
+  std::vector<std::unique_ptr<Stream>> streams_;  // owns every stream (pending ones too)
+  std::vector<std::pair<Tag, Status>> remoteErrors_;
+  std::vector<uint8_t> discard_;
+  Status failure_;
+  Status setupError_;
+  bool connecting_ = false;
+};
+
+}  // namespace loom::tcp

@@ -43,6 +43,7 @@ Expected<std::unique_ptr<Communicator>> Communicator::create(int nranks, int ran
   comm->transport_ = std::move(*tp);
   auto address = comm->transport_->listen();
   if (!address) return address.error();
+  comm->dataAddress_ = *address;
 
   auto client = coord::Client::join(coordinator, settings.commId, nranks, rank, *address, deadline);
   if (!client) return client.error();

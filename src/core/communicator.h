@@ -58,6 +58,8 @@ class Communicator {
   int size() const { return size_; }
   uint64_t commId() const { return settings_.commId; }
   const Settings& settings() const { return settings_; }
+  // The transport address peers reach this rank at (diagnostics, tests).
+  const std::string& dataAddress() const { return dataAddress_; }
 
   // Starts an operation. userTag: asynchronous (matched by tag); none: blocking sequence.
   Expected<OpPtr> start(const coll::Args& args, std::optional<uint64_t> userTag);
@@ -92,6 +94,7 @@ class Communicator {
   void failAllLocked(const Status& why);
 
   Settings settings_;
+  std::string dataAddress_;
   int rank_ = 0;
   int size_ = 1;
   std::unique_ptr<coord::Server> embedded_;  // when this rank hosts the coordinator

@@ -62,9 +62,11 @@ class Bench {
  private:
   [[noreturn]] void fatal(const char* api, loomResult_t r) {
     std::fflush(stdout);
+    const char* code = loomGetErrorString(r);
     const char* detail = loomGetLastError(comm_);
-    std::fprintf(stderr, "%s: rank %d: %s failed: %s%s%s\n", program_.c_str(), rank_, api, loomGetErrorString(r),
-                 detail && *detail ? ": " : "", detail ? detail : "");
+    std::string why = detail && *detail ? detail : code;
+    if (why.compare(0, std::strlen(code), code) != 0) why = std::string(code) + ": " + why;  // say the code once
+    std::fprintf(stderr, "%s: rank %d: %s failed: %s\n", program_.c_str(), rank_, api, why.c_str());
     if (comm_ != nullptr) loomCommAbort(comm_);  // peers see us gone at once, not after their timeout
     std::exit(1);
   }

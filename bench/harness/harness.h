@@ -51,7 +51,7 @@ class Collective {
   virtual Counts counts(size_t count, int nranks) const = 0;
   virtual double busFactor(int nranks) const = 0;
   // Bytes that algbw divides by time: the whole buffer, as nccl-tests.
-  virtual size_t algBytes(const Counts& c, size_t elemSize, int nranks) const {
+  virtual size_t algBytes(const Counts& c, size_t elemSize, int /*nranks*/) const {
     return (c.send > c.recv ? c.send : c.recv) * elemSize;
   }
   // Starts the operation; on failure returns the result and names the failing call in *api.

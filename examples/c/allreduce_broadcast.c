@@ -15,9 +15,11 @@
 static float data[COUNT];
 static float bcast[COUNT];
 
-/* Prints what failed and the communicator's own explanation; returns 1 so main can return it. */
+/* Prints what failed and the communicator's own explanation (which names the result, the peer and
+ * what to do); returns 1 so main can return it. */
 static int report(const char* what, loomResult_t result, loomComm_t comm) {
-  fprintf(stderr, "allreduce_broadcast: %s failed: %s: %s\n", what, loomGetErrorString(result), loomGetLastError(comm));
+  const char* detail = loomGetLastError(comm);
+  fprintf(stderr, "allreduce_broadcast: %s failed: %s\n", what, detail && *detail ? detail : loomGetErrorString(result));
   return 1;
 }
 

@@ -38,8 +38,9 @@ namespace detail {
   std::string message = loomGetErrorString(code);
   const char* detail = loomGetLastError(comm);
   if (detail != nullptr && detail[0] != '\0') {
-    message += ": ";
-    message += detail;
+    // The detail usually starts with the result's own string already; say it once.
+    const std::string d = detail;
+    message = d.compare(0, message.size(), message) == 0 ? d : message + ": " + d;
   }
   throw Error(code, message);
 }

@@ -71,7 +71,7 @@ bool Stream::onReadable() {
       }
     }
     if (n == 0) {
-      owner_.streamFailed(*this, makeError(loomPeerLost, "{} closed the connection", owner_.peerName(peer)));
+      owner_.streamClosed(*this);
       return false;
     }
     if (errno == EINTR) continue;

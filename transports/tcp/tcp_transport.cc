@@ -201,6 +201,33 @@ void TcpTransport::streamFailed(Stream& s, const Status& why) {
   failAll(why);
 }
 
+void TcpTransport::streamClosed(Stream& s) {
+  if (s.peer < 0 || !s.established) {
+    streamFailed(s, makeError(loomPeerLost, "{} closed the connection during set-up", peerName(s.peer)));
+    return;
+  }
+  int p = s.peer;
+  epoll_ctl(epollFd_, EPOLL_CTL_DEL, s.fd(), nullptr);
+  s.close();
+  Peer& peer = peers_[p];
+  if (++peer.closedStreams < static_cast<int>(peer.streams.size())) return;  // the rest still deliver
+  peer.closed = makeError(loomPeerLost, "{} closed the connection (it left or crashed)", peerName(p));
+  if (hasPendingWith(p)) {
+    log::warn(log::Subsys::Net, "tcp: {}", peer.closed.message());
+    failAll(peer.closed);
+  } else {
+    log::info(log::Subsys::Net, "tcp: {}", peer.closed.message());
+  }
+}
+
+bool TcpTransport::hasPendingWith(int peer) const {
+  for (const auto& [tag, in] : peers_[peer].incoming)
+    if (in.recv && !in.complete()) return true;
+  for (const Stream* s : peers_[peer].streams)
+    if (s && !s->outq.empty()) return true;
+  return false;
+}
+
 TransferPtr TcpTransport::failed(const Status& why) {
   auto t = std::make_shared<transport::Transfer>();
   t->status = why;
@@ -222,6 +249,7 @@ TransferPtr TcpTransport::isend(int peer, const void* buf, size_t bytes, Tag tag
   if (!failure_.isOk()) return failed(failure_);
   if (peer < 0 || peer >= size_ || peer == rank_)
     return failed(makeError(loomInvalidArgument, "tcp: send to invalid peer {} (world {})", peer, size_));
+  if (!peers_[peer].closed.isOk()) return failed(peers_[peer].closed);
   auto t = std::make_shared<transport::Transfer>();
   Peer& p = peers_[peer];
   size_t nstreams = p.streams.size();
@@ -273,6 +301,10 @@ TransferPtr TcpTransport::irecv(int peer, void* buf, size_t bytes, Tag tag, uint
     fail(t, makeError(loomInvalidUsage, "a receive from rank {} with tag (op {}, step {}) is already posted", peer,
                       tag.op, tag.step));
     return t;
+  }
+  if (!peers_[peer].closed.isOk() && !in.complete()) {  // gone, and it sent nothing more for this tag
+    if (inserted) map.erase(it);
+    return failed(peers_[peer].closed);
   }
   in.recv = t;
   in.userBuf = static_cast<uint8_t*>(buf);

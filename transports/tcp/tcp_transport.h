@@ -120,6 +120,8 @@ class TcpTransport final : public transport::Transport {
   void onReject(Stream& s, const wire::Reject& r);
   void onOpError(int peer, const wire::OpError& e);
   void streamFailed(Stream& s, const Status& why);
+  // The peer closed this stream (EOF): data already sent on its other streams is still read.
+  void streamClosed(Stream& s);
   void armWrite(Stream& s, bool on);
   std::string peerName(int peer) const;
   uint8_t* discardBuffer() { return discard_.data(); }
@@ -131,7 +133,10 @@ class TcpTransport final : public transport::Transport {
     std::vector<Stream*> streams;  // index = stream number, null until established
     std::unordered_map<Tag, Incoming, TagHash> incoming;
     uint32_t nextStream = 0;
+    int closedStreams = 0;
+    Status closed;  // set once every stream saw EOF: the peer left (or crashed)
   };
+  bool hasPendingWith(int peer) const;
 
   void acceptAll();
   void addToEpoll(int fd, Stream* s);

@@ -56,6 +56,8 @@ Expected<std::unique_ptr<Communicator>> Communicator::create(int nranks, int ran
   LOOM_RETURN_IF_ERROR(comm->transport_->connect(m.rank, m.addresses, deadline));
   comm->p2pSendSeq_.assign(m.size, 0);
   comm->p2pRecvSeq_.assign(m.size, 0);
+  comm->sendTagGeneration_.resize(m.size);
+  comm->recvTagGeneration_.resize(m.size);
   comm->loop_ = std::make_unique<EventLoop>(*comm);
   comm->loop_->start(m.rank, m.heartbeatMs > 0 ? m.heartbeatMs : settings.heartbeatMs);
   log::info(log::Subsys::Init, "communicator {} ready: rank {} of {}, transport {}", settings.commId, m.rank, m.size,
@@ -80,10 +82,16 @@ Expected<OpPtr> Communicator::start(const coll::Args& args, std::optional<uint64
   if (Status h = transport_->health(); !h.isOk()) return h;
   bool p2p = args.kind == coll::Kind::Send || args.kind == coll::Kind::Recv;
   if (userTag) {
-    op->tag = {*userTag, p2p ? kSpaceP2PAsync : kSpaceAsync, 0};
+    uint32_t kind = p2p ? kSpaceP2PAsync : kSpaceAsync;
     for (auto& other : active_)
-      if (other->tag == op->tag)
+      if (other->tag.op == *userTag && tagSpaceKind(other->tag.space) == kind &&
+          (!p2p || (other->args.kind == args.kind && other->args.root == args.root)))
         return makeError(loomInvalidUsage, "tag {} is already in use by an operation in flight", *userTag);
+    auto& generations = !p2p ? tagGeneration_
+                        : args.kind == coll::Kind::Send ? sendTagGeneration_[args.root]
+                                                        : recvTagGeneration_[args.root];
+    uint32_t generation = generations[*userTag]++ & 0xFFFFFF;
+    op->tag = {*userTag, kind | (generation << 8), 0};
   } else if (p2p) {
     auto& seq = args.kind == coll::Kind::Send ? p2pSendSeq_ : p2pRecvSeq_;
     op->tag = {seq[args.root]++, kSpaceP2P, 0};

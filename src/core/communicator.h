@@ -21,6 +21,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace loom {
@@ -43,8 +44,12 @@ struct OpState {
 using OpPtr = std::shared_ptr<OpState>;
 
 // Tag namespaces: blocking operations are numbered by a per-communicator sequence (every rank
-// issues them in the same order); asynchronous ones carry the caller's tag.
+// issues them in the same order); asynchronous ones carry the caller's tag. The low 8 bits of
+// Tag::space hold the namespace; the rest count how often this rank used the same caller's tag
+// before (its generation), so a tag reused every iteration never meets a straggling message of
+// the previous use.
 enum TagSpace : uint32_t { kSpaceAsync = 1, kSpaceBlocking = 2, kSpaceP2P = 3, kSpaceP2PAsync = 4 };
+inline uint32_t tagSpaceKind(uint32_t space) { return space & 0xFF; }
 
 class Communicator {
  public:
@@ -106,6 +111,9 @@ class Communicator {
   std::vector<OpPtr> active_;
   uint64_t blockingSeq_ = 0;
   std::vector<uint64_t> p2pSendSeq_, p2pRecvSeq_;
+  // Generations of caller's tags: collectives by tag; send/recv by (peer, tag) per direction.
+  std::unordered_map<uint64_t, uint32_t> tagGeneration_;
+  std::vector<std::unordered_map<uint64_t, uint32_t>> sendTagGeneration_, recvTagGeneration_;
   std::atomic<bool> aborted_{false};
   std::atomic<int> activeCount_{0};
   bool coordinatorLost_ = false;

@@ -104,7 +104,7 @@ void compare(const char* what, const void* got, const void* want, size_t n, loom
 
 void check(loomResult_t rc, const char* what) {
   if (rc != loomSuccess) {
-    std::fprintf(stderr, "rank %d: %s failed: %s: %s\n", rank, what, loomGetErrorString(rc), loomGetLastError(comm));
+    std::fprintf(stderr, "rank %d: %s failed (%s): %s\n", rank, what, loomGetErrorString(rc), loomGetLastError(comm));
     std::exit(2);
   }
 }
@@ -208,11 +208,21 @@ void runSendRecv() {
       std::vector<uint8_t> send(count * es + 1), recv(count * es + 1), want(count * es + 1);
       for (size_t i = 0; i < count; ++i) store(send.data(), i, t, value(t, loomSum, rank, i));
       for (size_t i = 0; i < count; ++i) store(want.data(), i, t, value(t, loomSum, prev, i));
-      loomRequest_t req;
-      check(loomSendAsync(send.data(), count, t, next, 1, comm, &req), "send");
-      check(loomRecv(recv.data(), count, t, prev, comm), "recv");
-      check(loomWait(req, LOOM_WAIT_FOREVER), "wait send");
-      loomRequestFree(req);
+      if (count % 2 == 0) {  // tagged asynchronous pair
+        loomRequest_t sreq, rreq;
+        check(loomSendAsync(send.data(), count, t, next, 1, comm, &sreq), "send async");
+        check(loomRecvAsync(recv.data(), count, t, prev, 1, comm, &rreq), "recv async");
+        check(loomWait(sreq, LOOM_WAIT_FOREVER), "wait send");
+        check(loomWait(rreq, LOOM_WAIT_FOREVER), "wait recv");
+        loomRequestFree(sreq);
+        loomRequestFree(rreq);
+      } else if (rank % 2 == 0) {  // blocking: even ranks send first, odd ranks receive first
+        check(loomSend(send.data(), count, t, next, comm), "send");
+        check(loomRecv(recv.data(), count, t, prev, comm), "recv");
+      } else {
+        check(loomRecv(recv.data(), count, t, prev, comm), "recv");
+        check(loomSend(send.data(), count, t, next, comm), "send");
+      }
       compare("sendrecv", recv.data(), want.data(), count, t, loomSum, count, false);
     }
 }

@@ -1,0 +1,145 @@
+// Pipelined ring all-reduce: reduce-scatter, then all-gather, over n chunks of the vector.
+//
+// Bandwidth-optimal for large vectors: every rank sends and receives 2(n-1)/n of the data, and
+// each chunk is cut into segments so that a segment can travel on while the next is reduced.
+//
+// Schedule. Rank r runs 2(n-1) phases; in phase p it sends chunk (r - p) mod n to its right
+// neighbour and receives chunk (r - p - 1) mod n from its left one. Phases 0..n-2 are the
+// reduce-scatter (the received partial is combined with this rank's input), phases n-1..2n-3 the
+// all-gather (the received bytes are final). What a rank sends in phase p+1 is exactly what it
+// received in phase p, so both halves are one loop. After phase n-2 rank r owns the fully
+// reduced chunk (r + 1) mod n.
+//
+// Determinism. Chunk c is reduced once, along the ring c, c+1, ..., in that fixed order, by the
+// ranks the partial passes through; the all-gather copies the owner's bytes. Every rank therefore
+// ends with identical bytes, whatever the datatype. avg is finalised by the owner only.
+//
+// Units and tags. Unit u = p * S + k is segment k (of S per chunk) of phase p; the message for
+// unit u uses step u. Between a pair only the left->right direction is used, so steps are unique.
+//
+// Dependencies (all on strictly earlier units, so the pipeline cannot deadlock even if a send
+// completes only once its receive is posted):
+//  - send u (phase >= 1) after receive u - S has been processed (that is the data it forwards);
+//  - reduce-scatter receives land in one of kPipelineDepth scratch slots (unit % depth);
+//  - an all-gather receive writes the result buffer directly, into the region that send
+//    u - (n-1)S read from, so it waits until that send has completed (matters in place).
+#include "collectives/algorithm.h"
+#include "collectives/patterns/patterns.h"
+
+#include <vector>
+
+namespace loom::coll {
+namespace {
+
+using patterns::Range;
+
+class RingAllReduce final : public AlgorithmBase {
+ public:
+  RingAllReduce(const Args& args, const Context& ctx) : AlgorithmBase(args, ctx) {
+    if (size_ < 2 || args_.count == 0) return;
+    const size_t n = static_cast<size_t>(size_);
+    phases_ = 2 * (n - 1);
+    segments_ = patterns::segmentCount(patterns::largestBlock(args_.count, n), ctx_.tuning.segmentBytes,
+                                       elemSize(), phases_);
+    units_ = phases_ * segments_;
+    slotElems_ = patterns::largestBlock(patterns::largestBlock(args_.count, n), segments_);
+    scratch_.resize(kPipelineDepth * bytesOf(slotElems_));
+    next_ = patterns::ringNext(rank_, size_);
+    prev_ = patterns::ringPrev(rank_, size_);
+  }
+
+ private:
+  Status advance() override {
+    if (args_.count == 0) return Status::ok();
+    if (size_ == 1) {
+      copyIfDistinct(args_.recv, args_.send, args_.count);
+      if (args_.op == loomAvg) reduceFinalizeAvg(args_.recv, args_.count, args_.dtype, 1);
+      return Status::ok();
+    }
+    for (;;) {
+      bool moved = false;
+      LOOM_RETURN_IF_ERROR(retireFinished(sends_, moved));
+      while (const transport::Transfer* t = recvs_.oldestFinished()) {
+        if (t->failed()) return t->status;
+        onReceived(recvs_.retired());
+        recvs_.retireOldest();
+        moved = true;
+      }
+      while (sends_.posted() < units_ && sends_.hasRoom() && sendReady(sends_.posted())) {
+        postSendUnit(sends_.posted());
+        moved = true;
+      }
+      while (recvs_.posted() < units_ && recvs_.hasRoom() && recvReady(recvs_.posted())) {
+        postRecvUnit(recvs_.posted());
+        moved = true;
+      }
+      if (sends_.retired() == units_ && recvs_.retired() == units_) return Status::ok();
+      if (!moved) return Status(loomInProgress, {});
+    }
+  }
+
+  size_t phaseOf(size_t unit) const { return unit / segments_; }
+  size_t segmentOfUnit(size_t unit) const { return unit % segments_; }
+  bool inReduceScatter(size_t phase) const { return phase + 1 < static_cast<size_t>(size_); }
+  int sendChunk(size_t phase) const { return patterns::wrapRank(int64_t(rank_) - int64_t(phase), size_); }
+  int recvChunk(size_t phase) const { return patterns::wrapRank(int64_t(rank_) - int64_t(phase) - 1, size_); }
+
+  // Elements of segment k of chunk c, as a range of the whole vector.
+  Range segmentRange(int chunk, size_t segment) const {
+    const Range c = patterns::blockRange(args_.count, static_cast<size_t>(size_), static_cast<size_t>(chunk));
+    const Range s = patterns::blockRange(c.size(), segments_, segment);
+    return {c.begin + s.begin, c.begin + s.end};
+  }
+  uint8_t* slot(size_t unit) { return scratch_.data() + (unit % kPipelineDepth) * bytesOf(slotElems_); }
+
+  bool sendReady(size_t unit) const { return unit < segments_ || recvs_.retired() > unit - segments_; }
+  bool recvReady(size_t unit) const {
+    if (inReduceScatter(phaseOf(unit))) return true;
+    return sends_.retired() > unit - (static_cast<size_t>(size_) - 1) * segments_;
+  }
+
+  void postSendUnit(size_t unit) {
+    const size_t phase = phaseOf(unit);
+    const Range r = segmentRange(sendChunk(phase), segmentOfUnit(unit));
+    // Phase 0 sends this rank's own input; later phases forward what was received before.
+    const void* src = phase == 0 ? static_cast<const void*>(sendBytes(r.begin)) : recvBytes(r.begin);
+    sends_.push(postSend(next_, src, bytesOf(r.size()), static_cast<uint32_t>(unit)));
+  }
+
+  void postRecvUnit(size_t unit) {
+    const size_t phase = phaseOf(unit);
+    const Range r = segmentRange(recvChunk(phase), segmentOfUnit(unit));
+    void* dst = inReduceScatter(phase) ? static_cast<void*>(slot(unit)) : recvBytes(r.begin);
+    recvs_.push(postRecv(prev_, dst, bytesOf(r.size()), static_cast<uint32_t>(unit)));
+  }
+
+  void onReceived(size_t unit) {
+    const size_t phase = phaseOf(unit);
+    if (!inReduceScatter(phase)) return;  // all-gather: the bytes already are the result
+    const Range r = segmentRange(recvChunk(phase), segmentOfUnit(unit));
+    if (r.size() == 0) return;
+    // result = own input OP partial of the ranks before us on the ring (fixed order).
+    reduceInto(recvBytes(r.begin), sendBytes(r.begin), slot(unit), r.size(), args_.dtype, args_.op);
+    if (args_.op == loomAvg && phase + 2 == static_cast<size_t>(size_)) {
+      reduceFinalizeAvg(recvBytes(r.begin), r.size(), args_.dtype, size_);  // owner finalises once
+    }
+  }
+
+  size_t phases_ = 0;
+  size_t segments_ = 1;
+  size_t units_ = 0;
+  size_t slotElems_ = 0;
+  int next_ = 0;
+  int prev_ = 0;
+  std::vector<uint8_t> scratch_;
+  InFlightWindow sends_;
+  InFlightWindow recvs_;
+};
+
+}  // namespace
+
+std::unique_ptr<Operation> makeRingAllReduce(const Args& args, const Context& ctx) {
+  return std::make_unique<RingAllReduce>(args, ctx);
+}
+
+}  // namespace loom::coll

@@ -1,0 +1,108 @@
+// The coordinator's state, without I/O: which communicators exist, who is waiting to join each,
+// who its members are, and when each was last heard from. The server feeds it events (a join, a
+// heartbeat, a departure, the clock) and sends whatever frames the answers call for, so every
+// rule here is unit-testable and the membership work (votes, failure verdicts, epoch changes)
+// extends this file rather than the socket code.
+#pragma once
+
+#include "core/deadline.h"
+#include "core/status.h"
+#include "protocol/wire.h"
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace loom::coord {
+
+// Identifies one connection to the coordinator (assigned by the server, never reused).
+using PeerId = uint64_t;
+
+struct Member {
+  PeerId peer = 0;
+  std::string address;
+  Clock::time_point lastSeen{};  // last frame from this rank (join or heartbeat)
+  bool present = true;           // false once it left or its connection closed
+};
+
+struct Communicator {
+  enum class Phase { Gathering, Active };
+  // A JoinRequest waiting for the world to complete; ranks are assigned only then, because a
+  // later explicit request must win over an earlier "any".
+  struct Pending {
+    PeerId peer = 0;
+    int requestedRank = -1;
+    std::string address;
+  };
+
+  uint64_t commId = 0;
+  uint32_t worldSize = 0;
+  std::string firstJoiner;  // address of the peer that fixed worldSize, for error messages
+  Phase phase = Phase::Gathering;
+  uint64_t epoch = 0;  // 0 while gathering; 1 after rendezvous; bumped by later membership changes
+  Clock::time_point created{};
+  std::vector<Pending> pending;  // Gathering only, in arrival order
+  std::vector<Member> members;   // Active only, index = rank
+
+  int presentCount() const;
+};
+
+// What the server must send when a join completes a communicator: one JoinAccept per member.
+struct Rendezvous {
+  uint64_t commId = 0;
+  uint64_t epoch = 0;
+  std::vector<std::pair<PeerId, wire::JoinAccept>> accepts;
+};
+
+// A connection that is gone (Leave or EOF): where it was, and whether that emptied its communicator.
+struct Departure {
+  uint64_t commId = 0;
+  int rank = -1;  // -1: it was still waiting for the rendezvous
+  std::string address;
+  bool forgotten = false;  // the communicator is gone and its id reusable
+};
+
+// A gathering communicator that ran out of time; the server rejects every waiting peer.
+struct ExpiredRendezvous {
+  uint64_t commId = 0;
+  uint32_t worldSize = 0;
+  std::vector<PeerId> waiting;
+};
+
+class Registry {
+ public:
+  explicit Registry(uint32_t heartbeatMs) : heartbeatMs_(heartbeatMs) {}
+
+  // A JoinRequest from `peer`. Errors are what to Reject with. On success: nullopt while the
+  // world is incomplete, else the accepts for every member (this peer included).
+  Expected<std::optional<Rendezvous>> join(PeerId peer, uint64_t commId, const wire::JoinRequest& req,
+                                           Clock::time_point now);
+  // Records a heartbeat; false if `peer` is not an active member.
+  bool heartbeat(PeerId peer, Clock::time_point now);
+  // `peer` left or disconnected; nullopt if it had not joined anything (or already departed).
+  std::optional<Departure> depart(PeerId peer);
+  // Removes communicators still gathering after `timeout`.
+  std::vector<ExpiredRendezvous> expireGathering(Clock::time_point now, std::chrono::milliseconds timeout);
+
+  // Where a connection stands: its communicator (nullptr if none) and rank (-1 while gathering).
+  const Communicator* communicatorOf(PeerId peer, int* rank = nullptr) const;
+  const Communicator* find(uint64_t commId) const;
+  size_t communicatorCount() const { return comms_.size(); }
+
+ private:
+  struct PeerRef {
+    uint64_t commId = 0;
+    int rank = -1;
+  };
+  Status admit(Communicator& c, const wire::JoinRequest& req) const;
+  Rendezvous complete(Communicator& c, Clock::time_point now);
+
+  uint32_t heartbeatMs_;
+  std::unordered_map<uint64_t, Communicator> comms_;
+  std::unordered_map<PeerId, PeerRef> peers_;
+};
+
+}  // namespace loom::coord

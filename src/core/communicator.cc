@@ -145,9 +145,13 @@ bool Communicator::progressLocked() {
   bool movedAny = false;
   for (int round = 0; round < 64; ++round) {
     bool moved = transport_->poll();
-    for (auto& [tag, why] : transport_->takeRemoteOpErrors()) {
-      for (auto& op : std::vector<OpPtr>(active_))
-        if (op->tag.op == tag.op && op->tag.space == tag.space) finishLocked(op, why);
+    for (auto& e : transport_->takeRemoteOpErrors()) {
+      for (auto& op : std::vector<OpPtr>(active_)) {
+        bool p2p = op->args.kind == coll::Kind::Send || op->args.kind == coll::Kind::Recv;
+        // A point-to-point operation only fails when its own peer reports it.
+        if (op->tag.op == e.tag.op && op->tag.space == e.tag.space && (!p2p || op->args.root == e.peer))
+          finishLocked(op, e.status);
+      }
     }
     if (Status h = transport_->health(); !h.isOk()) {
       failAllLocked(h);

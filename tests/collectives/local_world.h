@@ -124,8 +124,8 @@ class RankDriver {
  private:
   bool takeRemote(const transport::Tag& tag, Status& out) {
     for (auto it = remote_.begin(); it != remote_.end(); ++it) {
-      if (it->first.op == tag.op && it->first.space == tag.space) {
-        out = Status(loomRemoteError, it->second.message());
+      if (it->tag.op == tag.op && it->tag.space == tag.space) {
+        out = Status(loomRemoteError, it->status.message());
         remote_.erase(it);
         return true;
       }
@@ -134,7 +134,7 @@ class RankDriver {
   }
 
   transport::Transport& t_;
-  std::vector<std::pair<transport::Tag, Status>> remote_;
+  std::vector<transport::RemoteOpError> remote_;
 };
 
 // Context for `rank` of `world` running an operation with user tag `op`.

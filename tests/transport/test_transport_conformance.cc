@@ -268,7 +268,7 @@ TEST_CASE("sendOpError reaches every peer's takeRemoteOpErrors", "[transport]") 
   CAPTURE(name);
   auto mesh = makeMesh(name, 3);
   (*mesh)[1].sendOpError(tagOf(99), Status(loomInvalidUsage, "count differs on rank one"));
-  std::vector<std::vector<std::pair<Tag, Status>>> got(3);
+  std::vector<std::vector<loom::transport::RemoteOpError>> got(3);
   REQUIRE(pollUntil(*mesh, [&] {
     for (int i : {0, 2}) {
       for (auto& e : (*mesh)[i].takeRemoteOpErrors()) got[i].push_back(e);
@@ -277,11 +277,12 @@ TEST_CASE("sendOpError reaches every peer's takeRemoteOpErrors", "[transport]") 
   }));
   for (int i : {0, 2}) {
     REQUIRE(got[i].size() == 1);
-    CHECK(got[i][0].first.op == 99);
-    CHECK(got[i][0].first.space == 7);
-    CAPTURE(got[i][0].second.message());
-    CHECK(got[i][0].second.code() == loomRemoteError);
-    CHECK(got[i][0].second.message().find("count differs on rank one") != std::string::npos);
+    CHECK(got[i][0].tag.op == 99);
+    CHECK(got[i][0].peer == 1);
+    CHECK(got[i][0].tag.space == 7);
+    CAPTURE(got[i][0].status.message());
+    CHECK(got[i][0].status.code() == loomRemoteError);
+    CHECK(got[i][0].status.message().find("count differs on rank one") != std::string::npos);
   }
   CHECK((*mesh)[1].takeRemoteOpErrors().empty());
 }

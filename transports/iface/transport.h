@@ -45,6 +45,13 @@ struct Transfer {
 };
 using TransferPtr = std::shared_ptr<Transfer>;
 
+// A peer reported that operation `tag` failed on its side.
+struct RemoteOpError {
+  Tag tag;
+  int peer = -1;
+  Status status;
+};
+
 class Transport {
  public:
   virtual ~Transport() = default;
@@ -68,8 +75,8 @@ class Transport {
   virtual void cancel(const TransferPtr& t, const Status& why) = 0;
   // Tell every peer that operation `tag.op` failed here (they fail it with loomRemoteError).
   virtual void sendOpError(Tag tag, const Status& why) = 0;
-  // Operations failed remotely since the last call: (tag.op/space, status).
-  virtual std::vector<std::pair<Tag, Status>> takeRemoteOpErrors() = 0;
+  // Operations failed remotely since the last call (tag.op/space, who reported it, why).
+  virtual std::vector<RemoteOpError> takeRemoteOpErrors() = 0;
 
   // Move bytes without blocking. Returns true if anything happened.
   virtual bool poll() = 0;

@@ -94,7 +94,7 @@ struct Endpoint {
   std::unordered_map<MatchKey, std::deque<PostedRecv>, MatchKeyHash> posted;
   std::unordered_map<const Transfer*, MatchKey> postedKey;  // for cancel()
   std::unordered_map<MatchKey, std::deque<UnexpectedMessage>, MatchKeyHash> unexpected;
-  std::vector<std::pair<Tag, Status>> remoteErrors;
+  std::vector<transport::RemoteOpError> remoteErrors;
 };
 
 // Every endpoint of the process that has listened, by id.
@@ -292,13 +292,13 @@ class LocalTransport final : public Transport {
       {
         std::lock_guard<std::mutex> lock(peer.mu);
         if (peer.gone) continue;
-        peer.remoteErrors.emplace_back(tag, remote);
+        peer.remoteErrors.push_back({tag, rank_, remote});
       }
       peer.signal();
     }
   }
 
-  std::vector<std::pair<Tag, Status>> takeRemoteOpErrors() override {
+  std::vector<transport::RemoteOpError> takeRemoteOpErrors() override {
     std::lock_guard<std::mutex> lock(self_->mu);
     return std::exchange(self_->remoteErrors, {});
   }

@@ -183,8 +183,8 @@ void TcpTransport::onReject(Stream& s, const wire::Reject& r) {
 }
 
 void TcpTransport::onOpError(int peer, const wire::OpError& e) {
-  remoteErrors_.emplace_back(Tag{e.tagOp, e.tagSpace, 0},
-                             makeError(loomRemoteError, "rank {} failed this operation: {}", peer, e.message));
+  remoteErrors_.push_back({Tag{e.tagOp, e.tagSpace, 0}, peer,
+                           makeError(loomRemoteError, "rank {} failed this operation: {}", peer, e.message)});
 }
 
 void TcpTransport::streamFailed(Stream& s, const Status& why) {
@@ -447,7 +447,7 @@ void TcpTransport::sendOpError(Tag tag, const Status& why) {
   }
 }
 
-std::vector<std::pair<Tag, Status>> TcpTransport::takeRemoteOpErrors() { return std::exchange(remoteErrors_, {}); }
+std::vector<transport::RemoteOpError> TcpTransport::takeRemoteOpErrors() { return std::exchange(remoteErrors_, {}); }
 
 bool TcpTransport::poll() {
   if (epollFd_ < 0) return false;

@@ -45,7 +45,7 @@ struct SendState {
 };
 
 struct OutFrame {
-  uint8_t prefix[wire::kDataPrefixBytes];
+  uint8_t prefix[wire::kDataPrefixBytes] = {};
   size_t prefixLen = 0;
   const uint8_t* data = nullptr;  // user bytes (not owned) or owned.data()
   size_t dataLen = 0;
@@ -104,7 +104,7 @@ class TcpTransport final : public transport::Transport {
   TransferPtr irecv(int peer, void* buf, size_t bytes, Tag tag, uint64_t signature) override;
   void cancel(const TransferPtr& t, const Status& why) override;
   void sendOpError(Tag tag, const Status& why) override;
-  std::vector<std::pair<Tag, Status>> takeRemoteOpErrors() override;
+  std::vector<transport::RemoteOpError> takeRemoteOpErrors() override;
   bool poll() override;
   int eventFd() const override { return epollFd_; }
   Status health() const override { return failure_; }
@@ -157,7 +157,7 @@ class TcpTransport final : public transport::Transport {
   std::string address_;
   std::vector<Peer> peers_;
   std::vector<std::unique_ptr<Stream>> streams_;  // owns every stream (pending ones too)
-  std::vector<std::pair<Tag, Status>> remoteErrors_;
+  std::vector<transport::RemoteOpError> remoteErrors_;
   std::vector<uint8_t> discard_;
   Status failure_;
   Status setupError_;

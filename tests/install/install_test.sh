@@ -17,5 +17,8 @@ cmake --build "$work/build" >/dev/null
 exe=$(find "$work/build" -maxdepth 1 -type f -executable -name 'allreduce_broadcast*' | head -n1)
 [ -n "$exe" ] || { echo "install test: consumer program not built"; exit 1; }
 LD_LIBRARY_PATH="$(dirname "$(ls "$prefix"/lib*/libloom.so | head -n1)")" "$prefix/bin/loomrun" -n 2 --timeout 60 -- "$exe"
-PKG_CONFIG_PATH="$(ls -d "$prefix"/lib*/pkgconfig | head -n1)" pkg-config --cflags --libs loom
+flags=$(PKG_CONFIG_PATH="$(ls -d "$prefix"/lib*/pkgconfig | head -n1)" pkg-config --cflags --libs loom)
+echo "pkg-config loom: $flags"
+# Build the same example with nothing but pkg-config's flags.
+cc -std=c99 "$source_dir/examples/c/allreduce_broadcast.c" $flags -o "$work/pc_consumer"
 echo "install test: passed"

@@ -70,6 +70,16 @@ class Bench {
     if (comm_ != nullptr) loomCommAbort(comm_);  // peers see us gone at once, not after their timeout
     std::exit(1);
   }
+  // Test hook: LOOM_BENCH_CORRUPT_RANK=R flips a bit of rank R's result before it is checked, so a
+  // test can prove that a wrong value is reported and makes the program exit non-zero.
+  void corruptForTest(void* recv, size_t bytes) {
+    static const int corruptRank = [] {
+      const char* v = std::getenv("LOOM_BENCH_CORRUPT_RANK");
+      return v ? std::atoi(v) : -1;
+    }();
+    if (corruptRank == rank_ && bytes > 0) static_cast<unsigned char*>(recv)[bytes / 2] ^= 0x10;
+  }
+
   void check(loomResult_t r, const char* api) {
     if (r != loomSuccess) fatal(api, r);
   }
@@ -185,6 +195,7 @@ class Bench {
         p.seed = ++checkRun_;  // fresh inputs: a stale result from the timed runs cannot pass
         prepare(p, send, recv, c, inPlace);
         runOnce(send, recv, c, type, op);
+        corruptForTest(recv, c.recv * es);
         Checker checker(p);
         coll_.check(checker, recv, c, rank_, nranks_, o_.root);
         if (checker.wrong() > 0)

@@ -1,0 +1,18 @@
+# The benchmark programs end to end: a short sweep of each through loomrun checks its results
+# (exit 0, "0 OK"), and an injected wrong value must be reported and make the program fail.
+foreach(prog all_reduce_perf broadcast_perf reduce_perf all_gather_perf reduce_scatter_perf sendrecv_perf)
+  add_test(NAME bench.${prog}.n3
+    COMMAND $<TARGET_FILE:loomrun> -n 3 --timeout 120 -- $<TARGET_FILE:${prog}> -b 8 -e 1M -f 16 -d all -w 1 -n 2)
+  set_tests_properties(bench.${prog}.n3 PROPERTIES TIMEOUT 150
+    PASS_REGULAR_EXPRESSION "# Out of bounds values : 0 OK")
+endforeach()
+add_test(NAME bench.wrong_value_fails
+  COMMAND $<TARGET_FILE:loomrun> -n 2 --timeout 60 -- $<TARGET_FILE:all_reduce_perf> -b 1K -e 1K -w 0 -n 1)
+set_tests_properties(bench.wrong_value_fails PROPERTIES TIMEOUT 90 WILL_FAIL TRUE
+  ENVIRONMENT LOOM_BENCH_CORRUPT_RANK=1)
+add_test(NAME bench.wrong_value_reported
+  COMMAND $<TARGET_FILE:loomrun> -n 2 --timeout 60 -- $<TARGET_FILE:all_reduce_perf> -b 1K -e 1K -w 0 -n 1)
+set_tests_properties(bench.wrong_value_reported PROPERTIES TIMEOUT 90
+  ENVIRONMENT LOOM_BENCH_CORRUPT_RANK=1 PASS_REGULAR_EXPRESSION "Out of bounds values : [1-9][0-9]* FAILED")
+add_test(NAME bench.reduce_kernel_perf COMMAND $<TARGET_FILE:reduce_kernel_perf> -s 1M -n 2 -w 1)
+set_tests_properties(bench.reduce_kernel_perf PROPERTIES TIMEOUT 120)

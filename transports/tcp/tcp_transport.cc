@@ -32,7 +32,8 @@ TcpTransport::~TcpTransport() {
 
 std::string TcpTransport::peerName(int peer) const {
   if (peer < 0 || peer >= static_cast<int>(peers_.size())) return "an unidentified peer";
-  return fmt::format("peer rank {} ({})", peer, peers_[peer].address);
+  const Peer& p = peers_[peer];
+  return fmt::format("peer rank {} ({}, {} messages received from it)", peer, p.address, p.receivedMessages);
 }
 
 Expected<std::string> TcpTransport::listen() {
@@ -267,7 +268,8 @@ TransferPtr TcpTransport::isend(int peer, const void* buf, size_t bytes, Tag tag
     wire::Header h{.type = wire::Type::Data,
                    .payloadBytes = static_cast<uint32_t>(wire::kDataHeaderBytes + len),
                    .commId = options_.commId,
-                   .epoch = options_.epoch};
+                   .epoch = options_.epoch,
+                   .seq = p.sentMessages};
     wire::DataHeader d{tag.op, tag.space, tag.step, signature, bytes, offset};
     wire::encodeDataPrefix(h, d, f.prefix);
     f.prefixLen = wire::kDataPrefixBytes;
@@ -278,6 +280,7 @@ TransferPtr TcpTransport::isend(int peer, const void* buf, size_t bytes, Tag tag
     offset += len;
   }
   state->fragmentsLeft = static_cast<int>(frames.size());
+  ++p.sentMessages;
   for (auto& [s, f] : frames) queueFrame(peer, s, std::move(f));
   if (!failure_.isOk()) fail(t, failure_);
   return t;
@@ -389,6 +392,7 @@ void TcpTransport::finishIncoming(int peer, Tag tag, Incoming& in) {
   }
   if (!in.discard && !in.direct && in.totalBytes) std::memcpy(in.userBuf, in.stash.data(), in.totalBytes);
   if (!in.discard) complete(in.recv);
+  ++peers_[peer].receivedMessages;
   peers_[peer].incoming.erase(tag);
 }
 

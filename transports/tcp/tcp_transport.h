@@ -134,6 +134,8 @@ class TcpTransport final : public transport::Transport {
     std::unordered_map<Tag, Incoming, TagHash> incoming;
     uint32_t nextStream = 0;
     int closedStreams = 0;
+    uint64_t sentMessages = 0;      // every data frame carries its message's number (header seq)
+    uint64_t receivedMessages = 0;  // completed receives, named in errors about this peer
     Status closed;  // set once every stream saw EOF: the peer left (or crashed)
   };
   bool hasPendingWith(int peer) const;

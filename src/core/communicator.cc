@@ -195,9 +195,13 @@ Status Communicator::wait(const OpPtr& op, Deadline deadline) {
   auto yieldUntil = spinUntil + std::chrono::microseconds(kYieldUs);
   while (!op->finished.load()) {
     if (engineMu_.try_lock()) {
-      progressLocked();
+      bool moved = progressLocked();
       engineMu_.unlock();
       if (op->finished.load()) break;
+      if (moved) {  // bytes are flowing: keep driving rather than hand over to the loop thread
+        spinUntil = Clock::now() + std::chrono::microseconds(settings_.spinUs);
+        yieldUntil = spinUntil + std::chrono::microseconds(kYieldUs);
+      }
     }
     if (deadline.expired())
       return makeError(loomTimeout, "{} (tag {}) still in progress after the wait's timeout",

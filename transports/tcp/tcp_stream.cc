@@ -63,7 +63,14 @@ bool Stream::onReadable() {
         inEnd_ -= inBegin_;
         inBegin_ = 0;
       }
-      n = ::recv(fd_, in_.data() + inEnd_, in_.size() - inEnd_, 0);
+      size_t want = in_.size() - inEnd_;
+      if (expectLarge_ && !inPayload_) {
+        // After a large fragment the next is likely large too: read just its header, so the
+        // payload goes straight to its destination instead of through this buffer.
+        size_t have = inEnd_ - inBegin_;
+        want = std::min(want, have < wire::kDataPrefixBytes ? wire::kDataPrefixBytes - have : size_t(1));
+      }
+      n = ::recv(fd_, in_.data() + inEnd_, want, 0);
       if (n > 0) {
         inEnd_ += static_cast<size_t>(n);
         if (!parse()) return false;
@@ -132,6 +139,7 @@ bool Stream::parse() {
         return false;
       }
       inBegin_ += wire::kDataPrefixBytes;
+      expectLarge_ = fragment >= kDirectReadBytes;
       target_ = in;
       fragOffset_ = d->offset;
       fragLeft_ = fragment;

@@ -86,6 +86,7 @@ class Stream {
   std::vector<uint8_t> in_;
   size_t inBegin_ = 0, inEnd_ = 0;
   bool inPayload_ = false;
+  bool expectLarge_ = false;  // the last data fragment was large
   Incoming* target_ = nullptr;
   uint64_t fragOffset_ = 0, fragLeft_ = 0;
 };

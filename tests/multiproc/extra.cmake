@@ -28,3 +28,25 @@ foreach(n 2 3 5)
     set_property(TEST multiproc.broadcast_${algo}.n${n} PROPERTY ENVIRONMENT LOOM_BROADCAST_ALGO=${algo})
   endforeach()
 endforeach()
+
+# The peer-loss worker: one rank that all-reduces until it fails (tests/multiproc/test_peer_loss.cc).
+add_executable(loss_worker multiproc/loss_worker.cpp)
+target_link_libraries(loss_worker PRIVATE loom_internal)
+target_compile_options(loss_worker PRIVATE ${LOOM_WARNINGS})
+# The test programs start these as real processes: build them first.
+foreach(t test_launcher test_launch_env test_peer_loss)
+  if(TARGET ${t})
+    add_dependencies(${t} loomrun loomd collective_matrix loss_worker)
+  endif()
+endforeach()
+if(TARGET test_launcher AND TARGET example_allreduce_broadcast)
+  add_dependencies(test_launcher example_allreduce_broadcast example_allreduce_cpp)
+endif()
+
+# loom_info lists every setting, and fails on an invalid one.
+add_test(NAME tools.loom_info COMMAND $<TARGET_FILE:loom_info>)
+# (A pass expression makes CTest ignore the exit status: the fail expression catches an error.)
+set_tests_properties(tools.loom_info PROPERTIES PASS_REGULAR_EXPRESSION "LOOM_STREAMS"
+  FAIL_REGULAR_EXPRESSION "invalid setting" TIMEOUT 30)
+add_test(NAME tools.loom_info_invalid_setting COMMAND $<TARGET_FILE:loom_info>)
+set_tests_properties(tools.loom_info_invalid_setting PROPERTIES ENVIRONMENT "LOOM_STREAMS=99" WILL_FAIL TRUE TIMEOUT 30)

@@ -1,0 +1,80 @@
+// One rank of the peer-loss test (tests/multiproc/test_peer_loss.cc): joins from the environment,
+// then all-reduces 1 MiB of int32 over and over for up to --seconds (default 20), printing
+// "rank R: iteration K" after each (flushed, so the test sees it running). On the first failure it
+// prints "rank R: failed after K iterations: <result>: <loomGetLastError>" and exits 3; a wrong
+// sum exits 4; running out the time exits 0 ("rank R: done after K iterations").
+// --linger-ms N: after a failure, wait N ms before aborting the communicator (as an application
+// that saves a checkpoint first would), so its connections stay open meanwhile.
+// Usage: loss_worker [--timeout-ms N] [--seconds S] [--linger-ms N]
+#include <loom/loom.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+int main(int argc, char** argv) {
+  loomConfig_t config = LOOM_CONFIG_INITIALIZER;
+  config.timeoutMs = 20000;
+  double seconds = 20;
+  int lingerMs = 0;  // after a failure, keep the communicator this long before aborting it
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--timeout-ms") == 0 && i + 1 < argc) {
+      config.timeoutMs = std::atoi(argv[++i]);
+    } else if (std::strcmp(argv[i], "--linger-ms") == 0 && i + 1 < argc) {
+      lingerMs = std::atoi(argv[++i]);
+    } else if (std::strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {
+      seconds = std::atof(argv[++i]);
+    } else {
+      std::fprintf(stderr, "usage: loss_worker [--timeout-ms N] [--seconds S] [--linger-ms N]\n");
+      return 2;
+    }
+  }
+  loomComm_t comm = nullptr;
+  loomResult_t r = loomCommInitFromEnv(&comm, &config);
+  if (r != loomSuccess) {
+    std::fprintf(stderr, "loss_worker: init failed: %s: %s\n", loomGetErrorString(r), loomGetLastError(nullptr));
+    return 2;
+  }
+  int rank = 0, size = 0;
+  loomCommRank(comm, &rank);
+  loomCommSize(comm, &size);
+
+  const size_t count = (1u << 20) / sizeof(int32_t);
+  std::vector<int32_t> send(count), recv(count);
+  const int32_t want = size * (size + 1) / 2;
+  const auto start = std::chrono::steady_clock::now();
+  long iteration = 0;
+  while (std::chrono::steady_clock::now() - start < std::chrono::duration<double>(seconds)) {
+    std::fill(send.begin(), send.end(), rank + 1);
+    r = loomAllReduce(send.data(), recv.data(), count, loomInt32, loomSum, comm);
+    if (r != loomSuccess) {
+      std::printf("rank %d: failed after %ld iterations: %s: %s\n", rank, iteration, loomGetErrorString(r),
+                  loomGetLastError(comm));
+      std::fflush(stdout);
+      if (lingerMs > 0) std::this_thread::sleep_for(std::chrono::milliseconds(lingerMs));
+      loomCommAbort(comm);
+      loomCommDestroy(comm);
+      return 3;
+    }
+    if (recv[0] != want || recv[count - 1] != want) {
+      std::printf("rank %d: wrong sum at iteration %ld: %d, %d (want %d)\n", rank, iteration, recv[0],
+                  recv[count - 1], want);
+      std::fflush(stdout);
+      loomCommAbort(comm);
+      loomCommDestroy(comm);
+      return 4;
+    }
+    ++iteration;
+    std::printf("rank %d: iteration %ld\n", rank, iteration);
+    std::fflush(stdout);
+  }
+  std::printf("rank %d: done after %ld iterations\n", rank, iteration);
+  std::fflush(stdout);
+  r = loomCommDestroy(comm);
+  return r == loomSuccess ? 0 : 1;
+}

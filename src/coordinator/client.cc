@@ -318,7 +318,8 @@ Expected<std::pair<std::string, uint16_t>> parseHostPort(const std::string& text
 }
 
 Expected<std::unique_ptr<Client>> Client::join(const std::string& coordinator, uint64_t commId, int worldSize,
-                                               int requestedRank, const std::string& myAddress, Deadline deadline) {
+                                               int requestedRank, const std::string& myAddress, Deadline deadline,
+                                               int retryRefusedMs) {
   if (worldSize < 1 || uint32_t(worldSize) > wire::kMaxWorldSize)
     return makeError(loomInvalidArgument, "world size {} is outside 1..{}", worldSize, wire::kMaxWorldSize);
   if (requestedRank < -1 || requestedRank >= worldSize)
@@ -328,7 +329,14 @@ Expected<std::unique_ptr<Client>> Client::join(const std::string& coordinator, u
                      wire::kMaxAddressBytes);
   auto hostPort = parseHostPort(coordinator);
   if (!hostPort) return hostPort.error();
+  // Ranks start in any order (torchrun starts them together, and rank 0 hosts the coordinator):
+  // a refused connection is retried for a while before it counts as unreachable.
+  const Deadline retryUntil = Deadline::afterMs(retryRefusedMs).earlier(deadline);
   auto fd = connectTo(hostPort->first, hostPort->second, deadline);
+  while (!fd && fd.error().code() == loomSystemError && !retryUntil.expired()) {
+    ::usleep(20 * 1000);
+    fd = connectTo(hostPort->first, hostPort->second, deadline);
+  }
   if (!fd) return fd.error();
   int one = 1;
   ::setsockopt(fd->get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);  // heartbeats are tiny: no Nagle delay

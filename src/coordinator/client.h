@@ -29,8 +29,11 @@ class Client {
   // Connects and joins: sends JoinRequest, waits for JoinAccept (every rank arrived) or Reject.
   // Errors: loomInvalidArgument (bad address text), loomSystemError (connection refused, with the
   // address), loomTimeout, loomVersionMismatch / loomInvalidUsage / ... from a Reject.
+  // A refused connection is retried for up to retryRefusedMs (within the deadline): the
+  // coordinator may start a moment after this rank.
   static Expected<std::unique_ptr<Client>> join(const std::string& coordinator, uint64_t commId, int worldSize,
-                                                int requestedRank, const std::string& myAddress, Deadline deadline);
+                                                int requestedRank, const std::string& myAddress, Deadline deadline,
+                                                int retryRefusedMs = 0);
   virtual ~Client() = default;
   virtual const Membership& membership() const = 0;
   // The socket, non-blocking, for the event loop to watch.

@@ -45,7 +45,8 @@ Expected<std::unique_ptr<Communicator>> Communicator::create(int nranks, int ran
   if (!address) return address.error();
   comm->dataAddress_ = *address;
 
-  auto client = coord::Client::join(coordinator, settings.commId, nranks, rank, *address, deadline);
+  auto client =
+      coord::Client::join(coordinator, settings.commId, nranks, rank, *address, deadline, settings.coordinatorWaitMs);
   if (!client) return client.error();
   comm->coordinator_ = std::move(*client);
   const coord::Membership& m = comm->coordinator_->membership();
@@ -154,6 +155,8 @@ bool Communicator::progressLocked() {
       }
     }
     if (Status h = transport_->health(); !h.isOk()) {
+      // Tell the peers why, so a rank that was not talking to the lost peer learns its name.
+      for (auto& op : active_) transport_->sendOpError(op->tag, h);
       failAllLocked(h);
       return true;
     }
@@ -170,7 +173,7 @@ bool Communicator::progressLocked() {
         continue;
       }
       // A mismatch found here must reach the peers, or they would wait for this rank forever.
-      if (!s.isOk() && s.code() != loomRemoteError && s.code() != loomPeerLost) transport_->sendOpError(op->tag, s);
+      if (!s.isOk() && s.code() != loomRemoteError) transport_->sendOpError(op->tag, s);
       finishLocked(op, std::move(s));
       moved = true;
     }

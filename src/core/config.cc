@@ -15,6 +15,8 @@ const std::vector<SettingInfo>& settingRegistry() {
        "rank 0 hosts the coordinator: 1 always, 0 never, auto when the address came from MASTER_ADDR"},
       {"LOOM_TIMEOUT_MS", "600000", "deadline of every operation (ms)"},
       {"LOOM_CONNECT_TIMEOUT_MS", "60000", "deadline of rendezvous and connection set-up (ms)"},
+      {"LOOM_COORDINATOR_WAIT_MS", "10000",
+       "a refused connection to the coordinator is retried this long (ranks may start before it)"},
       {"LOOM_STREAMS", "2", "TCP streams per peer pair; one operation is striped across them (1..16)"},
       {"LOOM_SEGMENT_BYTES", "512K", "pipelining segment of ring and chain algorithms"},
       {"LOOM_ALLREDUCE_SMALL_BYTES", "64K", "all-reduce up to this size uses recursive doubling, above it the ring"},
@@ -157,6 +159,8 @@ Expected<Settings> resolveSettings(const loomConfig_t* c) {
   LOOM_RETURN_IF_ERROR(pickInt(c->spinUs, "config.spinUs", "LOOM_SPIN_US", 0, 10'000'000, s.spinUs));
   LOOM_RETURN_IF_ERROR(
       pickInt(c->heartbeatMs, "config.heartbeatMs", "LOOM_HEARTBEAT_MS", 10, 3'600'000, s.heartbeatMs));
+  LOOM_RETURN_IF_ERROR(
+      pickInt(0, "", "LOOM_COORDINATOR_WAIT_MS", 0, INT32_MAX, s.coordinatorWaitMs));
   s.transport = pickString(c->transport, "LOOM_TRANSPORT");
   if (s.transport != "tcp" && s.transport != "local")
     return makeError(loomInvalidArgument, "transport '{}' is unknown (LOOM_TRANSPORT / config.transport): use tcp or local",

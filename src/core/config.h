@@ -32,6 +32,7 @@ struct Settings {
   int broadcastAlgorithm = 0;
   int spinUs = 0;
   int heartbeatMs = 0;
+  int coordinatorWaitMs = 0;
   std::string transport;
   std::string listenHost;
   uint64_t commId = 0;

@@ -116,11 +116,17 @@ TEST_CASE("a datatype that differs across ranks is detected", "[capi]") {
 }
 
 TEST_CASE("an unreachable coordinator is a system error naming the address", "[capi]") {
+  setenv("LOOM_COORDINATOR_WAIT_MS", "300", 1);  // retried for 0.3 s, then reported
   loomConfig_t config = LOOM_CONFIG_INITIALIZER;
   config.connectTimeoutMs = 5000;
   loomComm_t comm = nullptr;
+  auto t0 = std::chrono::steady_clock::now();
   CHECK(loomCommInitRank(&comm, 2, 0, "127.0.0.1:1", &config) == loomSystemError);
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  unsetenv("LOOM_COORDINATOR_WAIT_MS");
   CHECK(mentions(loomGetLastError(nullptr), "127.0.0.1:1"));
+  CHECK(seconds >= 0.25);  // it did retry
+  CHECK(seconds < 5);
   CHECK(comm == nullptr);
 }
 

@@ -100,13 +100,9 @@ TEST_CASE("torchrun-style RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT: rank 0 hosts 
   checkWorld(w);
 }
 
-// LIBRARY BUG: the coordinator client makes one connection attempt. A rank that dials
-// MASTER_ADDR:MASTER_PORT+1 before rank 0 has its embedded coordinator listening fails at once
-// ("system error: cannot reach coordinator at 127.0.0.1:P: Connection refused") instead of
-// retrying until LOOM_CONNECT_TIMEOUT_MS; the other ranks then wait out the whole connect timeout
-// in the rendezvous. torchrun starts all ranks at once, so this fails often (3 runs in 5 here).
-// Marked [!mayfail] until connectTo (src/coordinator/client.cc) retries a refused connection.
-TEST_CASE("torchrun-style, all ranks started at once: rank 0 hosts the coordinator", "[launch_env][!mayfail]") {
+// torchrun starts every rank at once; the others may dial MASTER_PORT+1 before rank 0's embedded
+// coordinator listens, and must retry (LOOM_COORDINATOR_WAIT_MS) instead of failing.
+TEST_CASE("torchrun-style, all ranks started at once: rank 0 hosts the coordinator", "[launch_env]") {
   WorldResult w;
   for (int attempt = 0; attempt < 3; ++attempt) {
     const int port = loomtest::freePortPair();

@@ -151,13 +151,9 @@ TEST_CASE("a SIGKILLed rank: survivors that keep their communicator open still a
   }
 }
 
-// LIBRARY BUG (diagnostics): when a rank's TCP transport sees one peer fail it closes every
-// connection without saying why (TcpTransport::failAll), so the survivors that were not talking to
-// the dead rank report "peer rank R closed the connection (it left or crashed)" about a LIVE
-// survivor R, not about the rank that was lost. The first failure seen is the one reported, so the
-// true culprit is hidden from them. Marked [!mayfail] until the transport tells its peers why it
-// closes (or a survivor attributes the loss correctly).
-TEST_CASE("a SIGKILLed rank: every survivor's error names the rank that was lost", "[peer_loss][!mayfail]") {
+// Survivors that were not talking to the dead rank learn its name from the peers that were
+// (their operation errors carry the cause), and never blame a live survivor.
+TEST_CASE("a SIGKILLed rank: every survivor's error names the rank that was lost", "[peer_loss]") {
   World w({"--linger-ms", "8000"});
   std::vector<double> seenAt;
   killVictimAndWatch(w, 5.0, seenAt);

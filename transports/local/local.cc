@@ -285,7 +285,8 @@ class LocalTransport final : public Transport {
 
   void sendOpError(Tag tag, const Status& why) override {
     if (!failure_.isOk()) return;
-    const Status remote = makeError(loomRemoteError, "rank {} failed this operation: {}", rank_, why.toString());
+    const Status remote = makeError(why.code() == loomPeerLost ? loomPeerLost : loomRemoteError,
+                                    "rank {} failed this operation: {}", rank_, why.toString());
     for (int i = 0; i < size_; ++i) {
       if (i == rank_) continue;
       Endpoint& peer = *peers_[i];

@@ -184,8 +184,11 @@ void TcpTransport::onReject(Stream& s, const wire::Reject& r) {
 }
 
 void TcpTransport::onOpError(int peer, const wire::OpError& e) {
+  // A peer lost anywhere is a peer lost here too (the caller's remedy is the same); anything else
+  // that failed on another rank is a remote error.
+  auto code = e.code == loomPeerLost ? loomPeerLost : loomRemoteError;
   remoteErrors_.push_back({Tag{e.tagOp, e.tagSpace, 0}, peer,
-                           makeError(loomRemoteError, "rank {} failed this operation: {}", peer, e.message)});
+                           makeError(code, "rank {} failed this operation: {}", peer, e.message)});
 }
 
 void TcpTransport::streamFailed(Stream& s, const Status& why) {
@@ -199,7 +202,27 @@ void TcpTransport::streamFailed(Stream& s, const Status& why) {
     return;
   }
   log::warn(log::Subsys::Net, "tcp: {}", why.message());
-  failAll(why);
+  failPeer(s.peer, why);
+}
+
+// The connection to one peer is gone. Its transfers fail, and the transport's health carries the
+// cause, so the communicator fails everything in flight and tells the other peers who was lost.
+// Connections to the others stay open: closing them would make them blame this rank instead.
+void TcpTransport::failPeer(int p, const Status& why) {
+  if (failure_.isOk()) failure_ = why;
+  Peer& peer = peers_[p];
+  if (peer.closed.isOk()) peer.closed = why;
+  for (auto& [tag, in] : peer.incoming)
+    if (in.recv) fail(in.recv, why);
+  peer.incoming.clear();
+  for (Stream* s : peer.streams) {
+    if (!s) continue;
+    for (auto& f : s->outq)
+      if (f.send) fail(f.send->transfer, why);
+    s->outq.clear();
+    if (s->fd() >= 0) epoll_ctl(epollFd_, EPOLL_CTL_DEL, s->fd(), nullptr);
+    s->close();
+  }
 }
 
 void TcpTransport::streamClosed(Stream& s) {
@@ -215,7 +238,7 @@ void TcpTransport::streamClosed(Stream& s) {
   peer.closed = makeError(loomPeerLost, "{} closed the connection (it left or crashed)", peerName(p));
   if (hasPendingWith(p)) {
     log::warn(log::Subsys::Net, "tcp: {}", peer.closed.message());
-    failAll(peer.closed);
+    failPeer(p, peer.closed);
   } else {
     log::info(log::Subsys::Net, "tcp: {}", peer.closed.message());
   }
@@ -288,6 +311,10 @@ TransferPtr TcpTransport::isend(int peer, const void* buf, size_t bytes, Tag tag
 
 void TcpTransport::queueFrame(int peer, size_t stream, OutFrame&& frame) {
   Stream* s = peers_[peer].streams[stream];
+  if (!s || s->fd() < 0) {
+    if (frame.send) fail(frame.send->transfer, peers_[peer].closed.isOk() ? failure_ : peers_[peer].closed);
+    return;
+  }
   s->outq.push_back(std::move(frame));
   if (s->outq.size() == 1) s->flush();  // eager: most small messages leave right here
 }
@@ -437,12 +464,11 @@ void TcpTransport::cancel(const TransferPtr& t, const Status& why) {
 }
 
 void TcpTransport::sendOpError(Tag tag, const Status& why) {
-  if (!failure_.isOk()) return;
   wire::Header h{.type = wire::Type::OpError, .commId = options_.commId, .epoch = options_.epoch};
   auto frame = wire::encode(h, wire::OpError{tag.op, tag.space, static_cast<int32_t>(why.code()),
                                              why.message().substr(0, wire::kMaxMessageBytes)});
   for (int p = 0; p < size_; ++p) {
-    if (p == rank_) continue;
+    if (p == rank_ || !peers_[p].closed.isOk()) continue;
     OutFrame f;
     f.owned = frame;
     f.data = f.owned.data();

@@ -144,6 +144,7 @@ class TcpTransport final : public transport::Transport {
   void acceptAll();
   void addToEpoll(int fd, Stream* s);
   void failAll(const Status& why);
+  void failPeer(int peer, const Status& why);
   static TransferPtr failed(const Status& why);
   void complete(const TransferPtr& t);
   void fail(const TransferPtr& t, const Status& why);

@@ -26,12 +26,15 @@
 #include "collectives/algorithm.h"
 #include "collectives/patterns/patterns.h"
 
+#include <memory>
 #include <vector>
 
 namespace loom::coll {
 namespace {
 
 using patterns::Range;
+
+constexpr size_t kReceiveWindow = 64;
 
 class RingAllReduce final : public AlgorithmBase {
  public:
@@ -43,7 +46,10 @@ class RingAllReduce final : public AlgorithmBase {
                                        elemSize(), phases_);
     units_ = phases_ * segments_;
     slotElems_ = patterns::largestBlock(patterns::largestBlock(args_.count, n), segments_);
-    scratch_.resize(kPipelineDepth * bytesOf(slotElems_));
+    // Out of place, a partial lands straight in the result buffer (that region is not read before);
+    // in place it is this rank's input, so partials need scratch slots, which bound the depth.
+    inPlace_ = args_.send == args_.recv;
+    if (inPlace_) scratch_.reset(new uint8_t[kPipelineDepth * bytesOf(slotElems_)]);
     next_ = patterns::ringNext(rank_, size_);
     prev_ = patterns::ringPrev(rank_, size_);
   }
@@ -90,11 +96,21 @@ class RingAllReduce final : public AlgorithmBase {
     const Range s = patterns::blockRange(c.size(), segments_, segment);
     return {c.begin + s.begin, c.begin + s.end};
   }
-  uint8_t* slot(size_t unit) { return scratch_.data() + (unit % kPipelineDepth) * bytesOf(slotElems_); }
+  uint8_t* slot(size_t unit) { return scratch_.get() + (unit % kPipelineDepth) * bytesOf(slotElems_); }
+  // Where the partial of a reduce-scatter unit is received.
+  uint8_t* partial(size_t unit, const Range& r) {
+    return inPlace_ ? slot(unit) : static_cast<uint8_t*>(recvBytes(r.begin));
+  }
 
-  bool sendReady(size_t unit) const { return unit < segments_ || recvs_.retired() > unit - segments_; }
+  bool sendReady(size_t unit) const {
+    if (unit >= segments_) return recvs_.retired() > unit - segments_;
+    // Phase 0 forwards nothing, so nothing else paces it: keep it within one window of what this
+    // rank has received. The ring is symmetric, so the right neighbour has then posted the receive
+    // when the data arrives, and it lands in place instead of in the transport's stash.
+    return unit < recvs_.retired() + kPipelineDepth;
+  }
   bool recvReady(size_t unit) const {
-    if (inReduceScatter(phaseOf(unit))) return true;
+    if (inReduceScatter(phaseOf(unit))) return !inPlace_ || unit < recvs_.retired() + kPipelineDepth;
     return sends_.retired() > unit - (static_cast<size_t>(size_) - 1) * segments_;
   }
 
@@ -109,7 +125,7 @@ class RingAllReduce final : public AlgorithmBase {
   void postRecvUnit(size_t unit) {
     const size_t phase = phaseOf(unit);
     const Range r = segmentRange(recvChunk(phase), segmentOfUnit(unit));
-    void* dst = inReduceScatter(phase) ? static_cast<void*>(slot(unit)) : recvBytes(r.begin);
+    void* dst = inReduceScatter(phase) ? static_cast<void*>(partial(unit, r)) : recvBytes(r.begin);
     recvs_.push(postRecv(prev_, dst, bytesOf(r.size()), static_cast<uint32_t>(unit)));
   }
 
@@ -119,7 +135,7 @@ class RingAllReduce final : public AlgorithmBase {
     const Range r = segmentRange(recvChunk(phase), segmentOfUnit(unit));
     if (r.size() == 0) return;
     // result = own input OP partial of the ranks before us on the ring (fixed order).
-    reduceInto(recvBytes(r.begin), sendBytes(r.begin), slot(unit), r.size(), args_.dtype, args_.op);
+    reduceInto(recvBytes(r.begin), sendBytes(r.begin), partial(unit, r), r.size(), args_.dtype, args_.op);
     if (args_.op == loomAvg && phase + 2 == static_cast<size_t>(size_)) {
       reduceFinalizeAvg(recvBytes(r.begin), r.size(), args_.dtype, size_);  // owner finalises once
     }
@@ -131,9 +147,12 @@ class RingAllReduce final : public AlgorithmBase {
   size_t slotElems_ = 0;
   int next_ = 0;
   int prev_ = 0;
-  std::vector<uint8_t> scratch_;
+  bool inPlace_ = false;
+  std::unique_ptr<uint8_t[]> scratch_;
   InFlightWindow sends_;
-  InFlightWindow recvs_;
+  // Receives are posted far ahead (cheap), so data finds its receive posted and lands in place
+  // rather than in the transport's stash for unexpected messages.
+  InFlightWindow recvs_{kReceiveWindow};
 };
 
 }  // namespace

@@ -33,7 +33,7 @@ uint8_t* Stream::payloadDestination(size_t& maxLen) {
   }
   maxLen = fragLeft_;
   if (in->direct) return in->direct + fragOffset_;
-  return in->stash.data() + fragOffset_;
+  return in->stash.get() + fragOffset_;
 }
 
 void Stream::fragmentDone() {

@@ -394,7 +394,8 @@ Incoming* TcpTransport::incomingFor(int peer, const wire::DataHeader& d, size_t 
       in.direct = nullptr;
     }
   } else {
-    in.stash.resize(d.totalBytes);  // unexpected: keep it until the receive is posted
+    // Unexpected: keep it until the receive is posted (uninitialised: every byte will be written).
+    in.stash.reset(new uint8_t[d.totalBytes ? d.totalBytes : 1]);
   }
   return &in;
 }
@@ -417,7 +418,7 @@ void TcpTransport::finishIncoming(int peer, Tag tag, Incoming& in) {
     if (in.discard) peers_[peer].incoming.erase(tag);
     return;  // unexpected and complete: waits for its receive
   }
-  if (!in.discard && !in.direct && in.totalBytes) std::memcpy(in.userBuf, in.stash.data(), in.totalBytes);
+  if (!in.discard && !in.direct && in.totalBytes) std::memcpy(in.userBuf, in.stash.get(), in.totalBytes);
   if (!in.discard) complete(in.recv);
   ++peers_[peer].receivedMessages;
   peers_[peer].incoming.erase(tag);

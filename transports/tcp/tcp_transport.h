@@ -33,7 +33,7 @@ struct Incoming {
   uint64_t totalBytes = 0;
   uint64_t signature = 0;
   uint64_t received = 0;
-  std::vector<uint8_t> stash;  // bytes that arrived before the receive was posted
+  std::unique_ptr<uint8_t[]> stash;  // bytes that arrived before the receive was posted
   bool discard = false;        // mismatched or cancelled: drop what still arrives
   bool complete() const { return arrived && received == totalBytes; }
 };

@@ -17,6 +17,9 @@ namespace loom::coll {
 // while the previous segment is being reduced, few enough to bound scratch memory at
 // kPipelineDepth * segmentBytes.
 inline constexpr size_t kPipelineDepth = 4;
+// Receives that land straight in the result buffer are posted this far ahead: posting is cheap, and
+// data that finds its receive posted is read in place instead of into the transport's stash.
+inline constexpr size_t kReceiveWindow = 64;
 
 std::unique_ptr<Operation> makeRingAllReduce(const Args& args, const Context& ctx);
 std::unique_ptr<Operation> makeRecursiveDoublingAllReduce(const Args& args, const Context& ctx);

@@ -79,7 +79,7 @@ class RingAllGather final : public AlgorithmBase {
   int next_ = 0;
   int prev_ = 0;
   InFlightWindow sends_;
-  InFlightWindow recvs_;
+  InFlightWindow recvs_{kReceiveWindow};
 };
 
 }  // namespace

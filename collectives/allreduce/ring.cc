@@ -34,8 +34,6 @@ namespace {
 
 using patterns::Range;
 
-constexpr size_t kReceiveWindow = 64;
-
 class RingAllReduce final : public AlgorithmBase {
  public:
   RingAllReduce(const Args& args, const Context& ctx) : AlgorithmBase(args, ctx) {

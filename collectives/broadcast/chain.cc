@@ -13,6 +13,8 @@
 #include "collectives/algorithm.h"
 #include "collectives/patterns/patterns.h"
 
+#include <cstring>
+
 namespace loom::coll {
 namespace {
 
@@ -31,11 +33,10 @@ class ChainBroadcast final : public AlgorithmBase {
  private:
   Status advance() override {
     if (args_.count == 0) return Status::ok();
-    if (!started_) {
-      started_ = true;
-      if (isRoot_) copyIfDistinct(args_.recv, args_.send, args_.count);
+    if (size_ == 1) {
+      copyIfDistinct(args_.recv, args_.send, args_.count);
+      return Status::ok();
     }
-    if (size_ == 1) return Status::ok();
     for (;;) {
       bool moved = false;
       LOOM_RETURN_IF_ERROR(retireFinished(sends_, moved));
@@ -55,6 +56,9 @@ class ChainBroadcast final : public AlgorithmBase {
           const Range r = patterns::blockRange(args_.count, segments_, k);
           const void* src = isRoot_ ? static_cast<const void*>(sendBytes(r.begin)) : recvBytes(r.begin);
           sends_.push(postSend(next_, src, bytesOf(r.size()), static_cast<uint32_t>(k)));
+          // The root's own copy goes segment by segment, behind the sends, not before them all.
+          if (isRoot_ && args_.send != args_.recv)
+            std::memcpy(recvBytes(r.begin), sendBytes(r.begin), bytesOf(r.size()));
           moved = true;
         }
       }
@@ -66,12 +70,11 @@ class ChainBroadcast final : public AlgorithmBase {
   }
 
   bool isRoot_ = false;
-  bool started_ = false;
   int prev_ = -1;
   int next_ = -1;
   size_t segments_ = 1;
   InFlightWindow sends_;
-  InFlightWindow recvs_;
+  InFlightWindow recvs_{kReceiveWindow};
 };
 
 }  // namespace

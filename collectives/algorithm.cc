@@ -62,6 +62,11 @@ void AlgorithmBase::copyIfDistinct(void* dst, const void* src, size_t elems) con
   if (dst != src && elems > 0) std::memmove(dst, src, bytesOf(elems));
 }
 
+void AlgorithmBase::reduceAlone() const {
+  copyIfDistinct(args_.recv, args_.send, args_.count);
+  if (args_.op == loomAvg) reduceFinalizeAvg(args_.recv, args_.count, args_.dtype, 1);
+}
+
 Status retireFinished(InFlightWindow& window, bool& moved) {
   while (const transport::Transfer* t = window.oldestFinished()) {
     if (t->failed()) return t->status;

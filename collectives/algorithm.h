@@ -56,6 +56,8 @@ class AlgorithmBase : public Operation {
   uint8_t* recvBytes(size_t elemOffset = 0) const { return static_cast<uint8_t*>(args_.recv) + bytesOf(elemOffset); }
   // world == 1 (and the root's own copy in broadcast): recv = send unless they are the same buffer.
   void copyIfDistinct(void* dst, const void* src, size_t elems) const;
+  // A reduction on a world of one: the result is the input (avg divides by 1).
+  void reduceAlone() const;
 
   Args args_;
   Context ctx_;
@@ -100,5 +102,17 @@ class InFlightWindow {
 // Retires every finished transfer at the front of `window`; the first failure is returned (the
 // operation then fails with it). `moved` is set when anything was retired.
 Status retireFinished(InFlightWindow& window, bool& moved);
+
+// The same for receives, calling onReceived(unit) for each before it is retired (in order).
+template <typename OnReceived>
+Status retireReceived(InFlightWindow& window, bool& moved, OnReceived&& onReceived) {
+  while (const transport::Transfer* t = window.oldestFinished()) {
+    if (t->failed()) return t->status;
+    onReceived(window.retired());
+    window.retireOldest();
+    moved = true;
+  }
+  return Status::ok();
+}
 
 }  // namespace loom::coll

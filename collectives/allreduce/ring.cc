@@ -56,19 +56,13 @@ class RingAllReduce final : public AlgorithmBase {
   Status advance() override {
     if (args_.count == 0) return Status::ok();
     if (size_ == 1) {
-      copyIfDistinct(args_.recv, args_.send, args_.count);
-      if (args_.op == loomAvg) reduceFinalizeAvg(args_.recv, args_.count, args_.dtype, 1);
+      reduceAlone();
       return Status::ok();
     }
     for (;;) {
       bool moved = false;
       LOOM_RETURN_IF_ERROR(retireFinished(sends_, moved));
-      while (const transport::Transfer* t = recvs_.oldestFinished()) {
-        if (t->failed()) return t->status;
-        onReceived(recvs_.retired());
-        recvs_.retireOldest();
-        moved = true;
-      }
+      LOOM_RETURN_IF_ERROR(retireReceived(recvs_, moved, [this](size_t unit) { onReceived(unit); }));
       while (sends_.posted() < units_ && sends_.hasRoom() && sendReady(sends_.posted())) {
         postSendUnit(sends_.posted());
         moved = true;

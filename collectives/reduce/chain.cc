@@ -39,19 +39,13 @@ class ChainReduce final : public AlgorithmBase {
   Status advance() override {
     if (args_.count == 0) return Status::ok();
     if (size_ == 1) {
-      copyIfDistinct(args_.recv, args_.send, args_.count);
-      if (args_.op == loomAvg) reduceFinalizeAvg(args_.recv, args_.count, args_.dtype, 1);
+      reduceAlone();
       return Status::ok();
     }
     for (;;) {
       bool moved = false;
       LOOM_RETURN_IF_ERROR(retireFinished(sends_, moved));
-      while (const transport::Transfer* t = recvs_.oldestFinished()) {
-        if (t->failed()) return t->status;
-        combine(recvs_.retired());
-        recvs_.retireOldest();
-        moved = true;
-      }
+      LOOM_RETURN_IF_ERROR(retireReceived(recvs_, moved, [this](size_t unit) { combine(unit); }));
       if (upstream_ >= 0) {
         // A slot is free once its previous segment was combined and (middle ranks) forwarded.
         while (recvs_.posted() < segments_ && recvs_.hasRoom() &&

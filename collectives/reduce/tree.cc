@@ -46,8 +46,7 @@ class TreeReduce final : public AlgorithmBase {
   Status advance() override {
     if (args_.count == 0) return Status::ok();
     if (size_ == 1) {
-      copyIfDistinct(args_.recv, args_.send, args_.count);
-      if (args_.op == loomAvg) reduceFinalizeAvg(args_.recv, args_.count, args_.dtype, 1);
+      reduceAlone();
       return Status::ok();
     }
     const size_t nchildren = children_.size();

@@ -191,6 +191,7 @@ class Driver {
         const loombench::Pattern p = pattern(++checkRun_);  // fresh inputs: a stale result cannot pass
         prepareData(p, send, recv, count, inPlace);
         op();
+        corruptForTest(inPlace ? send : recv, count * sizeof(float));
         loombench::Checker checker(p);
         checkResult(checker, send, recv, count, inPlace);
         if (checker.wrong() > 0)
@@ -202,6 +203,16 @@ class Driver {
       if (m.wrong > 0) ++failedChecks_;
     }
     return m;
+  }
+
+  // Test hook, as Loom's harness: LOOM_BENCH_CORRUPT_RANK=R flips a bit of rank R's result before
+  // it is checked, to prove that a wrong value is reported and makes the program exit non-zero.
+  void corruptForTest(float* result, size_t bytes) {
+    static const int corruptRank = [] {
+      const char* v = std::getenv("LOOM_BENCH_CORRUPT_RANK");
+      return v ? std::atoi(v) : -1;
+    }();
+    if (corruptRank == ctl_.rank && bytes > 0) reinterpret_cast<unsigned char*>(result)[bytes / 2] ^= 0x10;
   }
 
   void checkResult(loombench::Checker& checker, const float* send, const float* recv, size_t count, bool inPlace) {

@@ -81,6 +81,7 @@ Expected<OpPtr> Communicator::start(const coll::Args& args, std::optional<uint64
   op->deadline = Deadline::afterMs(settings_.timeoutMs);
   std::lock_guard<std::mutex> lock(engineMu_);
   if (Status h = transport_->health(); !h.isOk()) return h;
+  if (!broken_.isOk()) return broken_;
   bool p2p = args.kind == coll::Kind::Send || args.kind == coll::Kind::Recv;
   if (userTag) {
     uint32_t kind = p2p ? kSpaceP2PAsync : kSpaceAsync;
@@ -113,6 +114,14 @@ Expected<OpPtr> Communicator::start(const coll::Args& args, std::optional<uint64
   op->algorithm = coll::makeOperation(args, ctx);
   active_.push_back(op);
   activeCount_.fetch_add(1);
+  for (auto it = earlyRemoteErrors_.begin(); it != earlyRemoteErrors_.end(); ++it) {
+    if (remoteErrorMatches(*it, *op)) {
+      Status why = it->status;
+      earlyRemoteErrors_.erase(it);
+      finishLocked(op, why);
+      return op;
+    }
+  }
   progressLocked();  // post the first transfers now: small messages often leave right here
   return op;
 }
@@ -147,14 +156,21 @@ bool Communicator::progressLocked() {
   for (int round = 0; round < 64; ++round) {
     bool moved = transport_->poll();
     for (auto& e : transport_->takeRemoteOpErrors()) {
+      if (e.status.code() == loomPeerLost && broken_.isOk()) broken_ = e.status;
+      bool matched = false;
       for (auto& op : std::vector<OpPtr>(active_)) {
-        bool p2p = op->args.kind == coll::Kind::Send || op->args.kind == coll::Kind::Recv;
-        // A point-to-point operation only fails when its own peer reports it.
-        if (op->tag.op == e.tag.op && op->tag.space == e.tag.space && (!p2p || op->args.root == e.peer))
+        if (remoteErrorMatches(e, *op)) {
           finishLocked(op, e.status);
+          matched = true;
+        }
       }
+      // This rank has not started that operation yet: it fails as soon as it does.
+      if (!matched) earlyRemoteErrors_.push_back(std::move(e));
+      moved = true;
     }
-    if (Status h = transport_->health(); !h.isOk()) {
+    Status h = transport_->health();
+    if (h.isOk()) h = broken_;
+    if (!h.isOk()) {
       // Tell the peers why, so a rank that was not talking to the lost peer learns its name.
       for (auto& op : active_) transport_->sendOpError(op->tag, h);
       failAllLocked(h);
@@ -181,6 +197,12 @@ bool Communicator::progressLocked() {
     if (!moved) break;
   }
   return movedAny;
+}
+
+bool Communicator::remoteErrorMatches(const transport::RemoteOpError& e, const OpState& op) {
+  bool p2p = op.args.kind == coll::Kind::Send || op.args.kind == coll::Kind::Recv;
+  // A point-to-point operation only fails when its own peer reports it.
+  return op.tag.op == e.tag.op && op.tag.space == e.tag.space && (!p2p || op.args.root == e.peer);
 }
 
 bool Communicator::test(const OpPtr& op) {

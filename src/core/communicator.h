@@ -97,6 +97,7 @@ class Communicator {
   void finishLocked(const OpPtr& op, Status status);
   void notifyWaiters();
   void failAllLocked(const Status& why);
+  static bool remoteErrorMatches(const transport::RemoteOpError& e, const OpState& op);
 
   Settings settings_;
   std::string dataAddress_;
@@ -115,6 +116,11 @@ class Communicator {
   std::unordered_map<uint64_t, uint32_t> tagGeneration_;
   std::vector<std::unordered_map<uint64_t, uint32_t>> sendTagGeneration_, recvTagGeneration_;
   std::atomic<bool> aborted_{false};
+  // A peer was lost (reported by another rank): every operation fails with this until the
+  // communicator is rebuilt (membership changes come with the fault-tolerance work).
+  Status broken_;
+  // Failures peers reported for operations this rank had not started yet.
+  std::vector<transport::RemoteOpError> earlyRemoteErrors_;
   std::atomic<int> activeCount_{0};
   bool coordinatorLost_ = false;
 

@@ -265,7 +265,8 @@ void TcpTransport::complete(const TransferPtr& t) {
 
 void TcpTransport::fail(const TransferPtr& t, const Status& why) {
   if (t->done()) return;
-  t->status = why;
+  // A failed transfer must carry an error, or its operation would wait on it forever.
+  t->status = why.isOk() ? makeError(loomInternalError, "transfer failed without a reason") : why;
   t->state.store(transport::Transfer::Failed, std::memory_order_release);
 }
 
@@ -311,8 +312,11 @@ TransferPtr TcpTransport::isend(int peer, const void* buf, size_t bytes, Tag tag
 
 void TcpTransport::queueFrame(int peer, size_t stream, OutFrame&& frame) {
   Stream* s = peers_[peer].streams[stream];
-  if (!s || s->fd() < 0) {
-    if (frame.send) fail(frame.send->transfer, peers_[peer].closed.isOk() ? failure_ : peers_[peer].closed);
+  if (!s || s->fd() < 0) {  // this stream already saw the peer close: it is going away
+    Status why = peers_[peer].closed.isOk()
+                     ? makeError(loomPeerLost, "{} closed the connection (it left or crashed)", peerName(peer))
+                     : peers_[peer].closed;
+    if (frame.send) fail(frame.send->transfer, why);
     return;
   }
   s->outq.push_back(std::move(frame));

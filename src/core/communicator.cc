@@ -18,6 +18,8 @@ namespace {
 constexpr int kYieldUs = 1000;
 // A blocked waiter re-checks at least this often (deadline, abort), even without a wake-up.
 constexpr int kBlockSliceMs = 50;
+// How long the event-loop thread stands aside for a caller that drives progress itself, at most.
+constexpr int kStandAsideUs = 1000;
 
 inline void cpuRelax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -215,6 +217,13 @@ bool Communicator::test(const OpPtr& op) {
 }
 
 Status Communicator::wait(const OpPtr& op, Deadline deadline) {
+  driving_.fetch_add(1);
+  Status s = driveUntilDone(op, deadline);
+  driving_.fetch_sub(1);
+  return s;
+}
+
+Status Communicator::driveUntilDone(const OpPtr& op, Deadline deadline) {
   auto start = Clock::now();
   auto spinUntil = start + std::chrono::microseconds(settings_.spinUs);
   auto yieldUntil = spinUntil + std::chrono::microseconds(kYieldUs);
@@ -238,6 +247,11 @@ Status Communicator::wait(const OpPtr& op, Deadline deadline) {
       sched_yield();
     } else {
       // Block: the event-loop thread advances the operation and wakes us when it finishes.
+      driving_.fetch_sub(1);
+      {
+        std::lock_guard<std::mutex> lock(standAsideMu_);
+      }
+      standAsideCv_.notify_one();
       waiters_.fetch_add(1);
       {
         std::unique_lock<std::mutex> lock(waitMu_);
@@ -245,6 +259,7 @@ Status Communicator::wait(const OpPtr& op, Deadline deadline) {
         waitCv_.wait_until(lock, until, [&] { return op->finished.load(); });
       }
       waiters_.fetch_sub(1);
+      driving_.fetch_add(1);
     }
   }
   return op->status;
@@ -296,6 +311,12 @@ Status Communicator::shutdown() {
 }
 
 void Communicator::onTransportEvent() {
+  // A caller is driving progress itself: stand aside rather than compete with it for a core and
+  // for the engine lock. It wakes us when it blocks; otherwise we look again shortly.
+  if (driving_.load() > 0) {
+    std::unique_lock<std::mutex> lock(standAsideMu_);
+    standAsideCv_.wait_for(lock, std::chrono::microseconds(kStandAsideUs), [&] { return driving_.load() == 0; });
+  }
   std::lock_guard<std::mutex> lock(engineMu_);
   progressLocked();
 }

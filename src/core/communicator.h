@@ -94,6 +94,7 @@ class Communicator {
  private:
   Communicator(const Settings& settings);
   bool progressLocked();  // engineMu_ held; true if anything moved
+  Status driveUntilDone(const OpPtr& op, Deadline deadline);
   void finishLocked(const OpPtr& op, Status status);
   void notifyWaiters();
   void failAllLocked(const Status& why);
@@ -127,6 +128,11 @@ class Communicator {
   std::mutex waitMu_;
   std::condition_variable waitCv_;
   std::atomic<int> waiters_{0};
+  // Callers driving progress themselves (spinning or yielding in wait()); the loop thread stands
+  // aside while there are any.
+  std::atomic<int> driving_{0};
+  std::mutex standAsideMu_;
+  std::condition_variable standAsideCv_;
 };
 
 }  // namespace loom

@@ -16,3 +16,5 @@ set_tests_properties(bench.wrong_value_reported PROPERTIES TIMEOUT 90
   ENVIRONMENT LOOM_BENCH_CORRUPT_RANK=1 PASS_REGULAR_EXPRESSION "Out of bounds values : [1-9][0-9]* FAILED")
 add_test(NAME bench.reduce_kernel_perf COMMAND $<TARGET_FILE:reduce_kernel_perf> -s 1M -n 2 -w 1)
 set_tests_properties(bench.reduce_kernel_perf PROPERTIES TIMEOUT 120)
+add_test(NAME bench.idle_perf COMMAND $<TARGET_FILE:loomrun> -n 2 --timeout 60 -- $<TARGET_FILE:idle_perf> -t 1)
+set_tests_properties(bench.idle_perf PROPERTIES TIMEOUT 90 PASS_REGULAR_EXPRESSION "max idle CPU")

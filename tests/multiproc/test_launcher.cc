@@ -217,3 +217,23 @@ TEST_CASE("the C and C++ examples run under loomrun -n 3", "[launcher][examples]
     CHECK(r.out.find(": OK") != std::string::npos);
   }
 }
+
+TEST_CASE("loomrun --bind core pins each rank to a CPU of its own; the default leaves them free", "[launcher]") {
+  const char* show = "grep Cpus_allowed_list /proc/self/status | cut -f2";
+  auto pinned = run(loomrun({"-n", "2", "--bind", "core", "--", kSh, "-c", show}), 30);
+  INFO(describe(pinned));
+  REQUIRE(pinned.code == 0);
+  auto free = run(loomrun({"-n", "2", "--", kSh, "-c", show}), 30);
+  INFO(describe(free));
+  REQUIRE(free.code == 0);
+  auto got = loomtest::lines(pinned.out);
+  REQUIRE(got.size() == 2);
+  if (sysconf(_SC_NPROCESSORS_ONLN) >= 2) {
+    CHECK(got[0] != got[1]);                               // two different CPUs
+    CHECK(got[0].find_first_of(",-") == std::string::npos);  // one CPU each
+    CHECK(loomtest::lines(free.out)[0].find_first_of(",-") != std::string::npos);
+  }
+  auto bad = run(loomrun({"-n", "2", "--bind", "sideways", "--", kSh, "-c", "true"}), 30);
+  CHECK(bad.code == 2);
+  CHECK(bad.err.find("--bind") != std::string::npos);
+}

@@ -137,11 +137,7 @@ void TcpTransport::acceptAll() {
 void TcpTransport::onHello(Stream& s, const wire::Header& h, const wire::PeerHello& hello) {
   auto reject = [&](loomResult_t code, std::string message) {
     log::warn(log::Subsys::Net, "tcp: rejected a connection: {}", message);
-    wire::Header rh{.type = wire::Type::Reject, .commId = options_.commId, .epoch = options_.epoch};
-    auto frame = wire::encode(rh, wire::Reject{code, message});
-    (void)::send(s.fd(), frame.data(), frame.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-    epoll_ctl(epollFd_, EPOLL_CTL_DEL, s.fd(), nullptr);
-    s.close();
+    rejectStranger(s, Status(code, std::move(message)));
   };
   if (hello.libraryVersion / 100 != LOOM_VERSION_CODE / 100)
     return reject(loomVersionMismatch, fmt::format("peer library version {} is incompatible with this rank's {}",
@@ -194,11 +190,7 @@ void TcpTransport::onOpError(int peer, const wire::OpError& e) {
 void TcpTransport::streamFailed(Stream& s, const Status& why) {
   if (!s.established && s.peer < 0) {  // a stranger that never introduced itself: tell it why
     log::warn(log::Subsys::Net, "tcp: dropped an unidentified connection: {}", why.message());
-    wire::Header rh{.type = wire::Type::Reject, .commId = options_.commId, .epoch = options_.epoch};
-    auto frame = wire::encode(rh, wire::Reject{why.code(), why.message().substr(0, wire::kMaxMessageBytes)});
-    (void)::send(s.fd(), frame.data(), frame.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-    epoll_ctl(epollFd_, EPOLL_CTL_DEL, s.fd(), nullptr);
-    s.close();
+    rejectStranger(s, why);
     return;
   }
   log::warn(log::Subsys::Net, "tcp: {}", why.message());
@@ -215,14 +207,16 @@ void TcpTransport::failPeer(int p, const Status& why) {
   for (auto& [tag, in] : peer.incoming)
     if (in.recv) fail(in.recv, why);
   peer.incoming.clear();
-  for (Stream* s : peer.streams) {
-    if (!s) continue;
-    for (auto& f : s->outq)
-      if (f.send) fail(f.send->transfer, why);
-    s->outq.clear();
-    if (s->fd() >= 0) epoll_ctl(epollFd_, EPOLL_CTL_DEL, s->fd(), nullptr);
-    s->close();
-  }
+  for (Stream* s : peer.streams)
+    if (s) dropStream(*s, why);
+}
+
+void TcpTransport::dropStream(Stream& s, const Status& why) {
+  for (auto& f : s.outq)
+    if (f.send) fail(f.send->transfer, why);
+  s.outq.clear();
+  if (s.fd() >= 0) epoll_ctl(epollFd_, EPOLL_CTL_DEL, s.fd(), nullptr);
+  s.close();
 }
 
 void TcpTransport::streamClosed(Stream& s) {
@@ -231,11 +225,10 @@ void TcpTransport::streamClosed(Stream& s) {
     return;
   }
   int p = s.peer;
-  epoll_ctl(epollFd_, EPOLL_CTL_DEL, s.fd(), nullptr);
-  s.close();
+  dropStream(s, peerGone(p));  // what was still queued on it can no longer be delivered
   Peer& peer = peers_[p];
   if (++peer.closedStreams < static_cast<int>(peer.streams.size())) return;  // the rest still deliver
-  peer.closed = makeError(loomPeerLost, "{} closed the connection (it left or crashed)", peerName(p));
+  peer.closed = peerGone(p);
   if (hasPendingWith(p)) {
     log::warn(log::Subsys::Net, "tcp: {}", peer.closed.message());
     failPeer(p, peer.closed);
@@ -250,6 +243,31 @@ bool TcpTransport::hasPendingWith(int peer) const {
   for (const Stream* s : peers_[peer].streams)
     if (s && !s->outq.empty()) return true;
   return false;
+}
+
+// Tells a connection that is not (or not yet) a peer of this communicator why it is refused, then
+// drops it; established streams are untouched.
+void TcpTransport::rejectStranger(Stream& s, const Status& why) {
+  wire::Header h{.type = wire::Type::Reject, .commId = options_.commId, .epoch = options_.epoch};
+  auto frame = wire::encode(h, wire::Reject{why.code(), why.message().substr(0, wire::kMaxMessageBytes)});
+  (void)::send(s.fd(), frame.data(), frame.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  dropStream(s, why);
+}
+
+Status TcpTransport::peerGone(int p) const {
+  return makeError(loomPeerLost, "{} closed the connection (it left or crashed)", peerName(p));
+}
+
+// A message matched a receive but disagrees with it: sizes, or else the operation's signature.
+Status TcpTransport::mismatch(int peer, uint64_t gotBytes, uint64_t wantBytes) {
+  if (gotBytes != wantBytes)
+    return makeError(loomInvalidUsage,
+                     "message from rank {} has {} bytes but this rank expected {}: count or datatype differs across "
+                     "ranks",
+                     peer, gotBytes, wantBytes);
+  return makeError(loomInvalidUsage, "operation differs across ranks: rank {} sent another kind, count, datatype, op "
+                                     "or root for the same tag",
+                   peer);
 }
 
 TransferPtr TcpTransport::failed(const Status& why) {
@@ -313,9 +331,7 @@ TransferPtr TcpTransport::isend(int peer, const void* buf, size_t bytes, Tag tag
 void TcpTransport::queueFrame(int peer, size_t stream, OutFrame&& frame) {
   Stream* s = peers_[peer].streams[stream];
   if (!s || s->fd() < 0) {  // this stream already saw the peer close: it is going away
-    Status why = peers_[peer].closed.isOk()
-                     ? makeError(loomPeerLost, "{} closed the connection (it left or crashed)", peerName(peer))
-                     : peers_[peer].closed;
+    Status why = peers_[peer].closed.isOk() ? peerGone(peer) : peers_[peer].closed;
     if (frame.send) fail(frame.send->transfer, why);
     return;
   }
@@ -331,6 +347,7 @@ TransferPtr TcpTransport::irecv(int peer, void* buf, size_t bytes, Tag tag, uint
   auto& map = peers_[peer].incoming;
   auto [it, inserted] = map.try_emplace(tag);
   Incoming& in = it->second;
+  in.tag = tag;
   if (!inserted && in.recv) {
     fail(t, makeError(loomInvalidUsage, "a receive from rank {} with tag (op {}, step {}) is already posted", peer,
                       tag.op, tag.step));
@@ -349,14 +366,7 @@ TransferPtr TcpTransport::irecv(int peer, void* buf, size_t bytes, Tag tag, uint
     return t;
   }
   if (in.totalBytes != bytes || in.signature != signature) {
-    fail(t, in.totalBytes != bytes
-                ? makeError(loomInvalidUsage,
-                            "message from rank {} has {} bytes but this rank expected {}: count or datatype differs "
-                            "across ranks",
-                            peer, in.totalBytes, bytes)
-                : makeError(loomInvalidUsage, "operation differs across ranks: rank {} sent another kind, count, "
-                                              "datatype, op or root for the same tag",
-                            peer));
+    fail(t, mismatch(peer, in.totalBytes, bytes));
     in.discard = true;
   }
   if (in.complete()) finishIncoming(peer, tag, in);
@@ -372,6 +382,7 @@ Incoming* TcpTransport::incomingFor(int peer, const wire::DataHeader& d, size_t 
   Tag tag{d.tagOp, d.tagSpace, d.tagStep};
   auto [it, inserted] = peers_[peer].incoming.try_emplace(tag);
   Incoming& in = it->second;
+  in.tag = tag;
   if (in.arrived) {
     if (in.totalBytes != d.totalBytes) {
       error = makeError(loomInvalidArgument, "fragments of one message disagree on its size");
@@ -386,14 +397,7 @@ Incoming* TcpTransport::incomingFor(int peer, const wire::DataHeader& d, size_t 
     if (in.recv->done()) {
       in.discard = true;  // cancelled
     } else if (d.totalBytes != in.expectedBytes || d.signature != in.expectedSignature) {
-      fail(in.recv, d.totalBytes != in.expectedBytes
-                        ? makeError(loomInvalidUsage,
-                                    "message from rank {} has {} bytes but this rank expected {}: count or datatype "
-                                    "differs across ranks",
-                                    peer, d.totalBytes, in.expectedBytes)
-                        : makeError(loomInvalidUsage, "operation differs across ranks: rank {} sent another kind, "
-                                                      "count, datatype, op or root for the same tag",
-                                    peer));
+      fail(in.recv, mismatch(peer, d.totalBytes, in.expectedBytes));
       in.discard = true;
       in.direct = nullptr;
     }
@@ -406,15 +410,7 @@ Incoming* TcpTransport::incomingFor(int peer, const wire::DataHeader& d, size_t 
 
 void TcpTransport::incomingProgress(int peer, Incoming* in, size_t bytes) {
   in->received += bytes;
-  if (!in->complete()) return;
-  // Find the tag: the map owns `in`; completion is rare enough for a lookup by address.
-  auto& map = peers_[peer].incoming;
-  for (auto it = map.begin(); it != map.end(); ++it) {
-    if (&it->second == in) {
-      finishIncoming(peer, it->first, it->second);
-      return;
-    }
-  }
+  if (in->complete()) finishIncoming(peer, in->tag, *in);
 }
 
 void TcpTransport::finishIncoming(int peer, Tag tag, Incoming& in) {
@@ -508,13 +504,7 @@ void TcpTransport::failAll(const Status& why) {
       if (in.recv) fail(in.recv, why);
     peer.incoming.clear();
   }
-  for (auto& s : streams_) {
-    for (auto& f : s->outq)
-      if (f.send) fail(f.send->transfer, why);
-    s->outq.clear();
-    if (s->fd() >= 0) epoll_ctl(epollFd_, EPOLL_CTL_DEL, s->fd(), nullptr);
-    s->close();
-  }
+  for (auto& s : streams_) dropStream(*s, why);
 }
 
 void TcpTransport::shutdown(const Status& why) {

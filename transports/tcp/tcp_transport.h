@@ -24,6 +24,7 @@ using transport::TransferPtr;
 
 // A message from one peer, matched by tag. It may arrive before or after its receive is posted.
 struct Incoming {
+  Tag tag;                   // its key in the peer's map
   TransferPtr recv;          // the posted receive, if any
   uint8_t* userBuf = nullptr;
   uint8_t* direct = nullptr; // fragments land here (the user buffer) when posted before arrival
@@ -145,6 +146,10 @@ class TcpTransport final : public transport::Transport {
   void addToEpoll(int fd, Stream* s);
   void failAll(const Status& why);
   void failPeer(int peer, const Status& why);
+  void dropStream(Stream& s, const Status& why);  // fail its queued sends, close it
+  void rejectStranger(Stream& s, const Status& why);
+  Status peerGone(int peer) const;
+  static Status mismatch(int peer, uint64_t gotBytes, uint64_t wantBytes);
   static TransferPtr failed(const Status& why);
   void complete(const TransferPtr& t);
   void fail(const TransferPtr& t, const Status& why);

@@ -86,11 +86,18 @@ loomResult_t initCommon(loomComm_t* out, int nranks, int rank, const char* coord
   });
 }
 
-Status checkComm(loomComm* comm) {
+// A live handle (not NULL, not destroyed, really a communicator); it may be aborted.
+Status checkHandle(loomComm* comm) {
   if (!comm) return loom::makeError(loomInvalidArgument, "comm is NULL");
   if (comm->magic == loomComm::kDestroyed)
     return loom::makeError(loomInvalidUsage, "communicator was destroyed; create a new one");
   if (comm->magic != loomComm::kLive) return loom::makeError(loomInvalidArgument, "comm is not a communicator");
+  return Status::ok();
+}
+
+// A handle that can still run operations.
+Status checkComm(loomComm* comm) {
+  LOOM_RETURN_IF_ERROR(checkHandle(comm));
   if (comm->impl->aborted())
     return loom::makeError(loomAborted, "communicator was aborted; destroy it and create a new one");
   return Status::ok();
@@ -112,6 +119,17 @@ loomResult_t submit(loomComm* comm, const Args& args, const uint64_t* tag, loomR
     *request = r;
     return Status::ok();
   });
+}
+
+// The communicator a live request belongs to (for its last-error message), or NULL.
+loomComm* commOf(loomRequest* request) {
+  return request && request->magic == loomRequest::kLive ? request->comm : nullptr;
+}
+
+Status checkRequest(loomRequest* request) {
+  if (!request) return loom::makeError(loomInvalidArgument, "request is NULL");
+  if (request->magic != loomRequest::kLive) return loom::makeError(loomInvalidArgument, "request is not a request");
+  return Status::ok();
 }
 
 Args makeArgs(Kind kind, const void* send, void* recv, size_t count, loomDataType_t dtype, loomRedOp_t op, int root) {
@@ -159,10 +177,7 @@ loomResult_t loomCommInitFromEnv(loomComm_t* comm, const loomConfig_t* config) {
 
 loomResult_t loomCommDestroy(loomComm_t comm) {
   return guarded(nullptr, [&]() -> Status {
-    if (!comm) return loom::makeError(loomInvalidArgument, "comm is NULL");
-    if (comm->magic == loomComm::kDestroyed)
-      return loom::makeError(loomInvalidUsage, "communicator was already destroyed");
-    if (comm->magic != loomComm::kLive) return loom::makeError(loomInvalidArgument, "comm is not a communicator");
+    LOOM_RETURN_IF_ERROR(checkHandle(comm));
     Status s = comm->impl->shutdown();
     comm->impl.reset();
     comm->magic = loomComm::kDestroyed;  // the husk stays: later calls get a clear error
@@ -172,9 +187,7 @@ loomResult_t loomCommDestroy(loomComm_t comm) {
 
 loomResult_t loomCommAbort(loomComm_t comm) {
   return guarded(comm, [&]() -> Status {
-    if (!comm) return loom::makeError(loomInvalidArgument, "comm is NULL");
-    if (comm->magic == loomComm::kDestroyed) return loom::makeError(loomInvalidUsage, "communicator was destroyed");
-    if (comm->magic != loomComm::kLive) return loom::makeError(loomInvalidArgument, "comm is not a communicator");
+    LOOM_RETURN_IF_ERROR(checkHandle(comm));
     comm->impl->abort();
     return Status::ok();
   });
@@ -250,10 +263,8 @@ loomResult_t loomRecvAsync(void* r, size_t n, loomDataType_t t, int peer, uint64
 }
 
 loomResult_t loomTest(loomRequest_t request, int* done) {
-  loomComm* comm = request && request->magic == loomRequest::kLive ? request->comm : nullptr;
-  return guarded(comm, [&]() -> Status {
-    if (!request) return loom::makeError(loomInvalidArgument, "request is NULL");
-    if (request->magic != loomRequest::kLive) return loom::makeError(loomInvalidArgument, "request is not a request");
+  return guarded(commOf(request), [&]() -> Status {
+    LOOM_RETURN_IF_ERROR(checkRequest(request));
     if (!done) return loom::makeError(loomInvalidArgument, "done (output pointer) is NULL");
     if (!request->comm->impl) return loom::makeError(loomInvalidUsage, "the request's communicator was destroyed");
     *done = request->comm->impl->test(request->op) ? 1 : 0;
@@ -262,10 +273,8 @@ loomResult_t loomTest(loomRequest_t request, int* done) {
 }
 
 loomResult_t loomWait(loomRequest_t request, int timeoutMs) {
-  loomComm* comm = request && request->magic == loomRequest::kLive ? request->comm : nullptr;
-  return guarded(comm, [&]() -> Status {
-    if (!request) return loom::makeError(loomInvalidArgument, "request is NULL");
-    if (request->magic != loomRequest::kLive) return loom::makeError(loomInvalidArgument, "request is not a request");
+  return guarded(commOf(request), [&]() -> Status {
+    LOOM_RETURN_IF_ERROR(checkRequest(request));
     if (!request->comm->impl) return loom::makeError(loomInvalidUsage, "the request's communicator was destroyed");
     if (timeoutMs < LOOM_WAIT_FOREVER)
       return loom::makeError(loomInvalidArgument, "timeoutMs is {}: use >= 0 or LOOM_WAIT_FOREVER", timeoutMs);
@@ -275,10 +284,8 @@ loomResult_t loomWait(loomRequest_t request, int timeoutMs) {
 }
 
 loomResult_t loomRequestFree(loomRequest_t request) {
-  loomComm* comm = request && request->magic == loomRequest::kLive ? request->comm : nullptr;
-  return guarded(comm, [&]() -> Status {
-    if (!request) return loom::makeError(loomInvalidArgument, "request is NULL");
-    if (request->magic != loomRequest::kLive) return loom::makeError(loomInvalidArgument, "request is not a request");
+  return guarded(commOf(request), [&]() -> Status {
+    LOOM_RETURN_IF_ERROR(checkRequest(request));
     if (request->comm->impl && !request->op->finished.load())
       request->comm->impl->cancel(request->op, loom::makeError(loomAborted, "request freed while in flight"));
     request->magic = 0;

@@ -33,7 +33,7 @@ uint8_t* Stream::payloadDestination(size_t& maxLen) {
   }
   maxLen = fragLeft_;
   if (in->direct) return in->direct + fragOffset_;
-  return in->stash.get() + fragOffset_;
+  return in->stash.data() + fragOffset_;
 }
 
 void Stream::fragmentDone() {
@@ -41,8 +41,14 @@ void Stream::fragmentDone() {
   target_ = nullptr;
 }
 
-bool Stream::onReadable() {
-  while (fd_ >= 0) {
+bool Stream::resume() { return parse() && (held || onReadable()); }
+
+bool Stream::onReadable(bool hangup) {
+  if (hangup) {  // a closing peer: take everything it sent, so its loss is seen
+    hungUp_ = true;
+    held = false;
+  }
+  while (fd_ >= 0 && !held) {
     ssize_t n;
     if (inPayload_ && inBegin_ == inEnd_ && fragLeft_ >= kDirectReadBytes) {
       size_t len;
@@ -74,7 +80,7 @@ bool Stream::onReadable() {
       if (n > 0) {
         inEnd_ += static_cast<size_t>(n);
         if (!parse()) return false;
-        continue;
+        continue;  // (stops if parse() put the stream on hold)
       }
     }
     if (n == 0) {
@@ -87,7 +93,7 @@ bool Stream::onReadable() {
                                          std::strerror(errno)));
     return false;
   }
-  return false;
+  return fd_ >= 0;
 }
 
 bool Stream::parse() {
@@ -130,6 +136,11 @@ bool Stream::parse() {
         return false;
       }
       auto d = wire::decodeDataHeader({in_.data() + inBegin_ + wire::kHeaderBytes, wire::kDataHeaderBytes});
+      if (d && !hungUp_ && owner_.mustHold(peer, *d)) {  // left unparsed until a receive or a freed stash lifts the hold
+        held = true;
+        owner_.holdStream(*this);
+        return true;
+      }
       size_t fragment = h.payloadBytes - wire::kDataHeaderBytes;
       Status error;
       Incoming* in = d ? owner_.incomingFor(peer, *d, fragment, error) : nullptr;

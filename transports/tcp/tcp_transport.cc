@@ -19,6 +19,9 @@ namespace {
 // Messages at least this large are split over every stream of the pair.
 constexpr size_t kStripeBytes = 128 << 10;
 constexpr size_t kStripeAlign = 4096;
+// Unexpected bytes (messages whose receive is not posted yet) buffered per peer before its streams
+// stop being read. One message is always taken, however large, so a lone big one cannot stall.
+constexpr uint64_t kMaxStashedBytesPerPeer = 32 << 20;
 }  // namespace
 
 TcpTransport::TcpTransport(const transport::TransportOptions& options) : options_(options), discard_(64 << 10) {
@@ -26,6 +29,8 @@ TcpTransport::TcpTransport(const transport::TransportOptions& options) : options
 }
 
 TcpTransport::~TcpTransport() {
+  log::info(log::Subsys::Net, "tcp: {} of {} messages received ({} of {} bytes) arrived before their receive was posted",
+            stats_.stashedMessages, stats_.receivedMessages, stats_.stashedBytes, stats_.receivedBytes);
   shutdown(makeError(loomAborted, "transport destroyed"));
   closeFd(epollFd_);
 }
@@ -56,11 +61,15 @@ void TcpTransport::addToEpoll(int fd, Stream* s) {
 }
 
 void TcpTransport::armWrite(Stream& s, bool on) {
+  s.writeArmed = on;
+  setReading(s, !s.held);
+}
+
+void TcpTransport::setReading(Stream& s, bool on) {
   epoll_event ev{};
-  ev.events = EPOLLIN | (on ? uint32_t(EPOLLOUT) : 0u);
+  ev.events = (on ? uint32_t(EPOLLIN) : 0u) | (s.writeArmed ? uint32_t(EPOLLOUT) : 0u);
   ev.data.ptr = &s;
   epoll_ctl(epollFd_, EPOLL_CTL_MOD, s.fd(), &ev);
-  s.writeArmed = on;
 }
 
 Status TcpTransport::connect(int rank, const std::vector<std::string>& addresses, Deadline deadline) {
@@ -207,6 +216,7 @@ void TcpTransport::failPeer(int p, const Status& why) {
   for (auto& [tag, in] : peer.incoming)
     if (in.recv) fail(in.recv, why);
   peer.incoming.clear();
+  peer.stashedBytes = 0;
   for (Stream* s : peer.streams)
     if (s) dropStream(*s, why);
 }
@@ -358,6 +368,7 @@ TransferPtr TcpTransport::irecv(int peer, void* buf, size_t bytes, Tag tag, uint
     return failed(peers_[peer].closed);
   }
   in.recv = t;
+  if (peers_[peer].hasHeld) releaseHolds(peer);
   in.userBuf = static_cast<uint8_t*>(buf);
   in.expectedBytes = bytes;
   in.expectedSignature = signature;
@@ -403,9 +414,35 @@ Incoming* TcpTransport::incomingFor(int peer, const wire::DataHeader& d, size_t 
     }
   } else {
     // Unexpected: keep it until the receive is posted (uninitialised: every byte will be written).
-    in.stash.reset(new uint8_t[d.totalBytes ? d.totalBytes : 1]);
+    in.stash = stashPool_.take(d.totalBytes);
+    peers_[peer].stashedBytes += d.totalBytes;
+    ++stats_.stashedMessages;
+    stats_.stashedBytes += d.totalBytes;
   }
   return &in;
+}
+
+bool TcpTransport::mustHold(int peer, const wire::DataHeader& d) {
+  const Peer& p = peers_[peer];
+  if (p.stashedBytes == 0 || p.stashedBytes + d.totalBytes <= kMaxStashedBytesPerPeer) return false;
+  auto it = p.incoming.find(Tag{d.tagOp, d.tagSpace, d.tagStep});
+  return it == p.incoming.end() || (!it->second.recv && !it->second.arrived);  // new and unexpected
+}
+
+void TcpTransport::holdStream(Stream& s) {
+  peers_[s.peer].hasHeld = true;
+  setReading(s, false);
+}
+
+void TcpTransport::releaseHolds(int peer) {
+  Peer& p = peers_[peer];
+  p.hasHeld = false;
+  for (Stream* s : p.streams) {
+    if (!s || !s->held) continue;
+    s->held = false;  // the stream re-checks its next message, and holds again if still needed
+    if (s->fd() >= 0) setReading(*s, true);
+    resumed_.push_back(s);
+  }
 }
 
 void TcpTransport::incomingProgress(int peer, Incoming* in, size_t bytes) {
@@ -418,8 +455,15 @@ void TcpTransport::finishIncoming(int peer, Tag tag, Incoming& in) {
     if (in.discard) peers_[peer].incoming.erase(tag);
     return;  // unexpected and complete: waits for its receive
   }
-  if (!in.discard && !in.direct && in.totalBytes) std::memcpy(in.userBuf, in.stash.get(), in.totalBytes);
+  if (!in.discard && !in.direct && in.totalBytes) std::memcpy(in.userBuf, in.stash.data(), in.totalBytes);
+  if (in.stash.data()) {
+    peers_[peer].stashedBytes -= in.totalBytes;
+    stashPool_.give(std::move(in.stash));
+    if (peers_[peer].hasHeld) releaseHolds(peer);
+  }
   if (!in.discard) complete(in.recv);
+  ++stats_.receivedMessages;
+  stats_.receivedBytes += in.totalBytes;
   ++peers_[peer].receivedMessages;
   peers_[peer].incoming.erase(tag);
 }
@@ -482,6 +526,13 @@ std::vector<transport::RemoteOpError> TcpTransport::takeRemoteOpErrors() { retur
 
 bool TcpTransport::poll() {
   if (epollFd_ < 0) return false;
+  bool moved = false;
+  while (!resumed_.empty()) {
+    Stream* s = resumed_.back();
+    resumed_.pop_back();
+    if (s->fd() >= 0 && !s->held) s->resume();
+    moved = true;
+  }
   epoll_event events[64];
   int n = epoll_wait(epollFd_, events, 64, 0);
   for (int i = 0; i < n; ++i) {
@@ -492,9 +543,10 @@ bool TcpTransport::poll() {
     }
     if (s->fd() < 0) continue;
     if (events[i].events & EPOLLOUT) s->flush();
-    if (s->fd() >= 0 && (events[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))) s->onReadable();
+    if (s->fd() >= 0 && (events[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
+      s->onReadable((events[i].events & (EPOLLERR | EPOLLHUP)) != 0);
   }
-  return n > 0;
+  return moved || n > 0;
 }
 
 void TcpTransport::failAll(const Status& why) {
@@ -503,7 +555,9 @@ void TcpTransport::failAll(const Status& why) {
     for (auto& [tag, in] : peer.incoming)
       if (in.recv) fail(in.recv, why);
     peer.incoming.clear();
+    peer.stashedBytes = 0;
   }
+  resumed_.clear();
   for (auto& s : streams_) dropStream(*s, why);
 }
 

@@ -8,6 +8,7 @@
 #pragma once
 
 #include "protocol/wire.h"
+#include "transports/tcp/stash_pool.h"
 #include "transports/iface/transport.h"
 
 #include <deque>
@@ -34,7 +35,7 @@ struct Incoming {
   uint64_t totalBytes = 0;
   uint64_t signature = 0;
   uint64_t received = 0;
-  std::unique_ptr<uint8_t[]> stash;  // bytes that arrived before the receive was posted
+  StashBuffer stash;  // bytes that arrived before the receive was posted
   bool discard = false;        // mismatched or cancelled: drop what still arrives
   bool complete() const { return arrived && received == totalBytes; }
 };
@@ -68,10 +69,16 @@ class Stream {
   int index = 0;        // stream index within the pair
   bool established = false;
   bool writeArmed = false;
+  // Not read: the next message has no receive posted and the peer's unexpected bytes are at the
+  // cap. The sender's TCP window then pushes back, instead of this rank buffering without bound.
+  bool held = false;
   std::deque<OutFrame> outq;
 
-  // Returns false when the stream failed (owner has been told why).
-  bool onReadable();
+  // Returns false when the stream failed (owner has been told why). `hangup`: the socket reported
+  // an error or hang-up, so it is read even while held (its closing must be seen).
+  bool onReadable(bool hangup = false);
+  // Parses what is already buffered, then reads on (after a hold is lifted).
+  bool resume();
   bool flush();
   void close();
 
@@ -88,6 +95,7 @@ class Stream {
   size_t inBegin_ = 0, inEnd_ = 0;
   bool inPayload_ = false;
   bool expectLarge_ = false;  // the last data fragment was large
+  bool hungUp_ = false;       // the socket reported hang-up or error: never held again
   Incoming* target_ = nullptr;
   uint64_t fragOffset_ = 0, fragLeft_ = 0;
 };
@@ -116,6 +124,10 @@ class TcpTransport final : public transport::Transport {
   const transport::TransportOptions& options() const { return options_; }
   uint64_t epoch() const { return options_.epoch; }
   Incoming* incomingFor(int peer, const wire::DataHeader& d, size_t fragmentBytes, Status& error);
+  // True if a new message described by `d` must wait in the socket (see Stream::held).
+  bool mustHold(int peer, const wire::DataHeader& d);
+  void holdStream(Stream& s);
+  void setReading(Stream& s, bool on);
   void incomingProgress(int peer, Incoming* in, size_t bytes);
   void onHello(Stream& s, const wire::Header& h, const wire::PeerHello& hello);
   void onHelloAck(Stream& s);
@@ -138,6 +150,8 @@ class TcpTransport final : public transport::Transport {
     int closedStreams = 0;
     uint64_t sentMessages = 0;      // every data frame carries its message's number (header seq)
     uint64_t receivedMessages = 0;  // completed receives, named in errors about this peer
+    uint64_t stashedBytes = 0;      // of messages that arrived before their receive (flow control)
+    bool hasHeld = false;           // some stream of this peer is held
     Status closed;  // set once every stream saw EOF: the peer left (or crashed)
   };
   bool hasPendingWith(int peer) const;
@@ -154,6 +168,7 @@ class TcpTransport final : public transport::Transport {
   void complete(const TransferPtr& t);
   void fail(const TransferPtr& t, const Status& why);
   void finishIncoming(int peer, Tag tag, Incoming& in);
+  void releaseHolds(int peer);  // a receive was posted or a stash freed: held streams may go on
   void queueFrame(int peer, size_t stream, OutFrame&& frame);
   bool allEstablished() const;
   std::string missingPeers() const;
@@ -167,7 +182,12 @@ class TcpTransport final : public transport::Transport {
   std::vector<Peer> peers_;
   std::vector<std::unique_ptr<Stream>> streams_;  // owns every stream (pending ones too)
   std::vector<transport::RemoteOpError> remoteErrors_;
+  std::vector<Stream*> resumed_;  // holds lifted: poll() parses what they already buffered
   std::vector<uint8_t> discard_;
+  StashPool stashPool_;
+  struct {
+    uint64_t receivedMessages = 0, receivedBytes = 0, stashedMessages = 0, stashedBytes = 0;
+  } stats_;  // logged (LOOM_DEBUG=info) when the transport closes
   Status failure_;
   Status setupError_;
   bool connecting_ = false;

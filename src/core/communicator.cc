@@ -6,6 +6,7 @@
 #include "core/log.h"
 
 #include <sched.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <thread>
@@ -20,6 +21,15 @@ constexpr int kYieldUs = 1000;
 constexpr int kBlockSliceMs = 50;
 // How long the event-loop thread stands aside for a caller that drives progress itself, at most.
 constexpr int kStandAsideUs = 1000;
+
+// Ranks of this communicator on this host (same data address host as ours) over its CPUs.
+bool oversubscribed(const std::vector<std::string>& addresses, int rank) {
+  auto hostOf = [](const std::string& a) { return a.substr(0, a.rfind(':')); };
+  const std::string mine = hostOf(addresses[rank]);
+  const long local = std::count_if(addresses.begin(), addresses.end(), [&](const auto& a) { return hostOf(a) == mine; });
+  const long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  return cpus > 0 && local > cpus;
+}
 
 inline void cpuRelax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -57,14 +67,15 @@ Expected<std::unique_ptr<Communicator>> Communicator::create(int nranks, int ran
   log::setThreadRank(m.rank);
   // The epoch is fixed at set-up for now; membership changes will rebuild the mesh per epoch.
   LOOM_RETURN_IF_ERROR(comm->transport_->connect(m.rank, m.addresses, deadline));
+  comm->spinYield_ = settings.spinYield == "auto" ? oversubscribed(m.addresses, m.rank) : settings.spinYield == "1";
   comm->p2pSendSeq_.assign(m.size, 0);
   comm->p2pRecvSeq_.assign(m.size, 0);
   comm->sendTagGeneration_.resize(m.size);
   comm->recvTagGeneration_.resize(m.size);
   comm->loop_ = std::make_unique<EventLoop>(*comm);
   comm->loop_->start(m.rank, m.heartbeatMs > 0 ? m.heartbeatMs : settings.heartbeatMs);
-  log::info(log::Subsys::Init, "communicator {} ready: rank {} of {}, transport {}", settings.commId, m.rank, m.size,
-            settings.transport);
+  log::info(log::Subsys::Init, "communicator {} ready: rank {} of {}, transport {}, waiters {}", settings.commId,
+            m.rank, m.size, settings.transport, comm->spinYield_ ? "yield while spinning" : "spin");
   return comm;
 }
 
@@ -241,7 +252,7 @@ Status Communicator::driveUntilDone(const OpPtr& op, Deadline deadline) {
       return makeError(loomTimeout, "{} (tag {}) still in progress after the wait's timeout",
                        coll::kindName(op->args.kind), op->tag.op);
     auto now = Clock::now();
-    if (now < spinUntil) {
+    if (now < spinUntil && !spinYield_) {
       for (int i = 0; i < 32; ++i) cpuRelax();
     } else if (now < yieldUntil) {
       sched_yield();

@@ -101,6 +101,9 @@ class Communicator {
   static bool remoteErrorMatches(const transport::RemoteOpError& e, const OpState& op);
 
   Settings settings_;
+  // Waiters yield the core between polls instead of pausing (LOOM_SPIN_YIELD): with more ranks
+  // than CPUs on this host, the peer a rank waits for may need its core.
+  bool spinYield_ = false;
   std::string dataAddress_;
   int rank_ = 0;
   int size_ = 1;

@@ -24,6 +24,8 @@ const std::vector<SettingInfo>& settingRegistry() {
       {"LOOM_ALLREDUCE_ALGO", "auto", "force all-reduce algorithm: auto, ring, rd (recursive doubling)"},
       {"LOOM_BROADCAST_ALGO", "auto", "force broadcast algorithm: auto, chain, tree"},
       {"LOOM_SPIN_US", "50", "a waiting caller drives progress itself this long before yielding, then blocks"},
+      {"LOOM_SPIN_YIELD", "auto",
+       "spin politely (yield the core between polls): 1, 0, or auto = when this host runs more ranks than CPUs"},
       {"LOOM_HEARTBEAT_MS", "1000", "heartbeat period to the coordinator (ms)"},
       {"LOOM_TRANSPORT", "tcp", "transport: tcp, or local (in-process, for threads in one process)"},
       {"LOOM_LISTEN_HOST", "127.0.0.1", "address this rank listens on and publishes to peers"},
@@ -157,6 +159,9 @@ Expected<Settings> resolveSettings(const loomConfig_t* c) {
   LOOM_RETURN_IF_ERROR(pickAlgorithm(c->broadcastAlgorithm, "config.broadcastAlgorithm", "LOOM_BROADCAST_ALGO",
                                      false, s.broadcastAlgorithm));
   LOOM_RETURN_IF_ERROR(pickInt(c->spinUs, "config.spinUs", "LOOM_SPIN_US", 0, 10'000'000, s.spinUs));
+  s.spinYield = pickString(nullptr, "LOOM_SPIN_YIELD");
+  if (s.spinYield != "auto" && s.spinYield != "0" && s.spinYield != "1")
+    return makeError(loomInvalidArgument, "LOOM_SPIN_YIELD='{}' must be auto, 0 or 1", s.spinYield);
   LOOM_RETURN_IF_ERROR(
       pickInt(c->heartbeatMs, "config.heartbeatMs", "LOOM_HEARTBEAT_MS", 10, 3'600'000, s.heartbeatMs));
   LOOM_RETURN_IF_ERROR(

@@ -31,6 +31,7 @@ struct Settings {
   int allreduceAlgorithm = 0;
   int broadcastAlgorithm = 0;
   int spinUs = 0;
+  std::string spinYield;  // "auto", "0", "1"
   int heartbeatMs = 0;
   int coordinatorWaitMs = 0;
   std::string transport;

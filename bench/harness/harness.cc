@@ -53,7 +53,11 @@ class Bench {
     if (rank_ == 0) {
       printFooter(failedChecks_, avgBusBw);
       if (!o_.jsonPath.empty() && !writeJson(o_.jsonPath, info, rows_, failedChecks_, avgBusBw)) outputFailed = true;
+      std::fflush(stdout);
     }
+    // A rank with wrong values exits non-zero, and its launcher then stops the others: not before
+    // rank 0 has written the footer that says so.
+    barrier();
     check(loomCommDestroy(comm_), "loomCommDestroy");
     comm_ = nullptr;
     return failedChecks_ > 0 || outputFailed ? 1 : 0;

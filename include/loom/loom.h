@@ -116,10 +116,11 @@ typedef struct {
   const char* transport;         /* LOOM_TRANSPORT: "tcp" (default) or "local" (in-process) */
   const char* listenHost;        /* LOOM_LISTEN_HOST: address peers reach this rank at */
   uint64_t commId;               /* LOOM_COMM_ID: identifies the communicator at the coordinator */
+  int peerTimeoutMs;             /* LOOM_PEER_TIMEOUT_MS: a peer silent this long is lost; -1: never */
 } loomConfig_t;
 
 #define LOOM_CONFIG_INITIALIZER \
-  { sizeof(loomConfig_t), LOOM_VERSION_CODE, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, NULL, NULL, 0 }
+  { sizeof(loomConfig_t), LOOM_VERSION_CODE, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, NULL, NULL, 0, 0 }
 
 /* ---- library ---------------------------------------------------------------------- */
 LOOM_API loomResult_t loomGetVersion(int* version);

@@ -50,6 +50,7 @@ Expected<std::unique_ptr<Communicator>> Communicator::create(int nranks, int ran
   topts.streamsPerPeer = settings.streamsPerPeer;
   topts.listenHost = settings.listenHost;
   topts.commId = settings.commId;
+  topts.peerTimeoutMs = settings.peerTimeoutMs;
   auto tp = transport::createTransport(settings.transport, topts);
   if (!tp) return tp.error();
   comm->transport_ = std::move(*tp);
@@ -73,7 +74,8 @@ Expected<std::unique_ptr<Communicator>> Communicator::create(int nranks, int ran
   comm->sendTagGeneration_.resize(m.size);
   comm->recvTagGeneration_.resize(m.size);
   comm->loop_ = std::make_unique<EventLoop>(*comm);
-  comm->loop_->start(m.rank, m.heartbeatMs > 0 ? m.heartbeatMs : settings.heartbeatMs);
+  comm->loop_->start(m.rank, m.heartbeatMs > 0 ? m.heartbeatMs : settings.heartbeatMs,
+                     settings.peerTimeoutMs > 0 ? std::max(settings.peerTimeoutMs / 4, 10) : 0);
   log::info(log::Subsys::Init, "communicator {} ready: rank {} of {}, transport {}, waiters {}", settings.commId,
             m.rank, m.size, settings.transport, comm->spinYield_ ? "yield while spinning" : "spin");
   return comm;
@@ -340,6 +342,13 @@ void Communicator::onTick() {
 
 void Communicator::onHeartbeat() {
   if (coordinator_ && !coordinatorLost_) (void)coordinator_->sendHeartbeat();
+}
+
+void Communicator::onLiveness() {
+  std::lock_guard<std::mutex> lock(engineMu_);
+  progressLocked();  // read what has arrived first: a rank that was itself stopped must not blame its peers
+  transport_->checkLiveness();
+  if (!transport_->health().isOk()) progressLocked();  // fails what is in flight, naming the silent peer
 }
 
 void Communicator::onCoordinatorReadable() {

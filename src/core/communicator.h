@@ -87,6 +87,7 @@ class Communicator {
   void onTransportEvent();
   void onTick();
   void onHeartbeat();
+  void onLiveness();  // every peerTimeoutMs / 4: heartbeats to quiet peers, silent ones declared lost
   void onCoordinatorReadable();
   int transportFd() const;
   int coordinatorFd() const;

@@ -27,6 +27,9 @@ const std::vector<SettingInfo>& settingRegistry() {
       {"LOOM_SPIN_YIELD", "auto",
        "spin politely (yield the core between polls): 1, 0, or auto = when this host runs more ranks than CPUs"},
       {"LOOM_HEARTBEAT_MS", "1000", "heartbeat period to the coordinator (ms)"},
+      {"LOOM_PEER_TIMEOUT_MS", "2000",
+       "a peer heard nothing from this long is lost (frozen, or link down); heartbeats every quarter; 0: off; "
+       "at least 100"},
       {"LOOM_TRANSPORT", "tcp", "transport: tcp, or local (in-process, for threads in one process)"},
       {"LOOM_LISTEN_HOST", "127.0.0.1", "address this rank listens on and publishes to peers"},
       {"LOOM_DEBUG", "WARN", "log level: NONE, WARN, INFO, TRACE"},
@@ -166,6 +169,18 @@ Expected<Settings> resolveSettings(const loomConfig_t* c) {
       pickInt(c->heartbeatMs, "config.heartbeatMs", "LOOM_HEARTBEAT_MS", 10, 3'600'000, s.heartbeatMs));
   LOOM_RETURN_IF_ERROR(
       pickInt(0, "", "LOOM_COORDINATOR_WAIT_MS", 0, INT32_MAX, s.coordinatorWaitMs));
+  // Configs from before the field existed are shorter: for them it reads as 0 (environment).
+  const int peerTimeoutField =
+      c->size >= offsetof(loomConfig_t, peerTimeoutMs) + sizeof(c->peerTimeoutMs) ? c->peerTimeoutMs : 0;
+  if (peerTimeoutField < 0) {
+    s.peerTimeoutMs = 0;  // never
+  } else {
+    LOOM_RETURN_IF_ERROR(
+        pickInt(peerTimeoutField, "config.peerTimeoutMs", "LOOM_PEER_TIMEOUT_MS", 0, 3'600'000, s.peerTimeoutMs));
+    if (s.peerTimeoutMs > 0 && s.peerTimeoutMs < 100)
+      return makeError(loomInvalidArgument, "{} = {} is below the minimum of 100 ms (0 turns liveness checks off)",
+                       peerTimeoutField ? "config.peerTimeoutMs" : "LOOM_PEER_TIMEOUT_MS", s.peerTimeoutMs);
+  }
   s.transport = pickString(c->transport, "LOOM_TRANSPORT");
   if (s.transport != "tcp" && s.transport != "local")
     return makeError(loomInvalidArgument, "transport '{}' is unknown (LOOM_TRANSPORT / config.transport): use tcp or local",

@@ -33,6 +33,7 @@ struct Settings {
   int spinUs = 0;
   std::string spinYield;  // "auto", "0", "1"
   int heartbeatMs = 0;
+  int peerTimeoutMs = 0;  // 0: no liveness checks
   int coordinatorWaitMs = 0;
   std::string transport;
   std::string listenHost;

@@ -16,7 +16,7 @@ EventLoop::EventLoop(Communicator& comm) : comm_(comm) {}
 
 EventLoop::~EventLoop() { stop(); }
 
-void EventLoop::start(int rank, int heartbeatMs) {
+void EventLoop::start(int rank, int heartbeatMs, int livenessMs) {
   uv_loop_init(&loop_);
   loop_.data = this;
   uv_async_init(&loop_, &stopAsync_, &EventLoop::onStop);
@@ -30,6 +30,9 @@ void EventLoop::start(int rank, int heartbeatMs) {
   uv_timer_init(&loop_, &heartbeat_);
   heartbeat_.data = this;
   if (heartbeatMs > 0) uv_timer_start(&heartbeat_, &EventLoop::onHeartbeat, heartbeatMs, heartbeatMs);
+  uv_timer_init(&loop_, &liveness_);
+  liveness_.data = this;
+  if (livenessMs > 0) uv_timer_start(&liveness_, &EventLoop::onLiveness, livenessMs, livenessMs);
   if (comm_.coordinatorFd() >= 0) {
     uv_poll_init(&loop_, &coordinatorPoll_, comm_.coordinatorFd());
     coordinatorPoll_.data = this;
@@ -77,5 +80,7 @@ void EventLoop::onCoordinator(uv_poll_t* h, int status, int events) {
 void EventLoop::onTick(uv_timer_t* t) { static_cast<EventLoop*>(t->data)->comm_.onTick(); }
 
 void EventLoop::onHeartbeat(uv_timer_t* t) { static_cast<EventLoop*>(t->data)->comm_.onHeartbeat(); }
+
+void EventLoop::onLiveness(uv_timer_t* t) { static_cast<EventLoop*>(t->data)->comm_.onLiveness(); }
 
 }  // namespace loom

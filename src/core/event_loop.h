@@ -16,8 +16,9 @@ class EventLoop {
  public:
   explicit EventLoop(Communicator& comm);
   ~EventLoop();
-  // Starts the thread; heartbeatMs <= 0 disables the heartbeat timer.
-  void start(int rank, int heartbeatMs);
+  // Starts the thread; heartbeatMs <= 0 disables the coordinator heartbeat timer, livenessMs <= 0
+  // the peer liveness timer.
+  void start(int rank, int heartbeatMs, int livenessMs);
   // Stops and joins the thread. Idempotent; safe from any thread but the loop's own.
   void stop();
   void stopWatchingCoordinator();
@@ -27,6 +28,7 @@ class EventLoop {
   static void onCoordinator(uv_poll_t* h, int status, int events);
   static void onTick(uv_timer_t* t);
   static void onHeartbeat(uv_timer_t* t);
+  static void onLiveness(uv_timer_t* t);
   static void onStop(uv_async_t* a);
 
   Communicator& comm_;
@@ -35,6 +37,7 @@ class EventLoop {
   uv_poll_t coordinatorPoll_{};
   uv_timer_t tick_{};
   uv_timer_t heartbeat_{};
+  uv_timer_t liveness_{};
   uv_async_t stopAsync_{};
   bool watchingCoordinator_ = false;
   std::thread thread_;

@@ -22,16 +22,17 @@ struct World {
   std::string address;
   std::vector<std::unique_ptr<Child>> ranks;
 
-  explicit World(const std::vector<std::string>& workerArgs) {
+  explicit World(const std::vector<std::string>& workerArgs, const std::vector<std::string>& extraEnv = {}) {
     loomd = loomtest::startLoomd(address);
     INFO("loomd stdout: " << loomd->out() << "\nloomd stderr: " << loomd->err());
     REQUIRE(!address.empty());
     for (int r = 0; r < kRanks; ++r) {
       std::vector<std::string> argv{bin("loss_worker")};
       argv.insert(argv.end(), workerArgs.begin(), workerArgs.end());
-      ranks.push_back(std::make_unique<Child>(
-          argv, loomtest::cleanEnv({"LOOM_COORDINATOR=" + address, "LOOM_RANK=" + std::to_string(r),
-                                    "LOOM_WORLD_SIZE=" + std::to_string(kRanks), "LOOM_COMM_ID=77"})));
+      std::vector<std::string> env{"LOOM_COORDINATOR=" + address, "LOOM_RANK=" + std::to_string(r),
+                                   "LOOM_WORLD_SIZE=" + std::to_string(kRanks), "LOOM_COMM_ID=77"};
+      env.insert(env.end(), extraEnv.begin(), extraEnv.end());
+      ranks.push_back(std::make_unique<Child>(argv, loomtest::cleanEnv(env)));
     }
   }
 
@@ -166,15 +167,56 @@ TEST_CASE("a SIGKILLed rank: every survivor's error names the rank that was lost
   }
 }
 
-TEST_CASE("a SIGSTOPped rank: survivors fail with a timeout, never success", "[peer_loss]") {
-  // Heartbeat-based detection of a frozen peer is not built yet: the operation deadline
-  // (--timeout-ms 3000) is what frees the survivors. The survivors are not all in the same
+TEST_CASE("a SIGSTOPped rank: every survivor fails with peer lost naming it, within the peer timeout",
+          "[peer_loss]") {
+  // Liveness (LOOM_PEER_TIMEOUT_MS=1000): the victim's neighbours hear nothing from it for 1 s and
+  // declare it lost; the others learn it from them. The operation deadline (30 s) is far away, so
+  // only the heartbeats can free the survivors this early. Each survivor lingers (communicator
+  // open) so that its exit is not what the others see.
+  constexpr double kPeerTimeoutS = 1.0;
+  World w({"--timeout-ms", "30000", "--linger-ms", "4000"}, {"LOOM_PEER_TIMEOUT_MS=1000"});
+  if (!w.waitForIteration(10, 30)) FAIL("the workers did not get going:\n" << w.report());
+
+  w.ranks[kVictim]->signal(SIGSTOP);
+  const auto stoppedAt = Clock::now();
+  std::vector<double> seenAt(kRanks, -1);
+  for (int r = 0; r < kRanks; ++r) {
+    if (r == kVictim) continue;
+    double left = kPeerTimeoutS + 10.0 - loomtest::secondsSince(stoppedAt);
+    if (w.ranks[r]->waitFor(": failed after ", std::max(left, 0.0))) seenAt[r] = loomtest::secondsSince(stoppedAt);
+  }
+  w.ranks[kVictim]->signal(SIGCONT);
+  const bool victimFailed = w.ranks[kVictim]->waitFor(": failed after ", 10.0);
+  for (int r = 0; r < kRanks; ++r) w.ranks[r]->wait(10.0);
+
+  INFO(w.report());
+  for (int r = 0; r < kRanks; ++r) {
+    if (r == kVictim) continue;
+    const Child& c = *w.ranks[r];
+    const std::string line = failureLine(c);
+    INFO("survivor rank " << r << ", failure seen " << seenAt[r] << " s after the stop: " << line);
+    CHECK(seenAt[r] >= 0);
+    // The promise is timeout + 0.5 s; the margin is for a loaded 2-core CI machine.
+    CHECK(seenAt[r] < kPeerTimeoutS + 3.0);
+    CHECK(c.out().find("done after") == std::string::npos);
+    CHECK(line.find("peer rank " + std::to_string(kVictim) + " ") != std::string::npos);
+    CHECK(c.exitCode() == 3);
+  }
+  // Woken, the frozen rank finds its peers gone: it fails too, never reports success.
+  CHECK(victimFailed);
+  CHECK(w.ranks[kVictim]->out().find("done after") == std::string::npos);
+}
+
+TEST_CASE("a SIGSTOPped rank with liveness checks off: survivors fail with a timeout, never success",
+          "[peer_loss]") {
+  // LOOM_PEER_TIMEOUT_MS=0: the operation deadline (--timeout-ms 3000) is what frees the
+  // survivors. The survivors are not all in the same
   // all-reduce when the victim stops (one may have finished it and started the next), so each
   // keeps its communicator open for 4 s after failing (--linger-ms): otherwise the first one to
   // time out would exit, and a survivor still in the next operation would see it leave ("peer
   // lost") before its own deadline came.
   constexpr double kTimeoutS = 3.0, kLingerS = 4.0;
-  World w({"--timeout-ms", "3000", "--linger-ms", "4000"});
+  World w({"--timeout-ms", "3000", "--linger-ms", "4000"}, {"LOOM_PEER_TIMEOUT_MS=0"});
   if (!w.waitForIteration(10, 30)) FAIL("the workers did not get going:\n" << w.report());
 
   w.ranks[kVictim]->signal(SIGSTOP);

@@ -83,6 +83,32 @@ TEST_CASE("an unparsable or out-of-range variable is an error naming it", "[conf
   }
 }
 
+TEST_CASE("peer timeout: 2000 ms by default, 0 or -1 turns it off, below 100 ms is an error", "[config]") {
+  auto d = resolveSettings(nullptr);
+  REQUIRE(d);
+  CHECK(d->peerTimeoutMs == 2000);
+  {
+    EnvGuard g("LOOM_PEER_TIMEOUT_MS", "0");
+    CHECK(resolveSettings(nullptr)->peerTimeoutMs == 0);
+  }
+  {
+    EnvGuard g("LOOM_PEER_TIMEOUT_MS", "50");
+    auto s = resolveSettings(nullptr);
+    REQUIRE_FALSE(s);
+    CHECK(mentions(s.error().message(), "LOOM_PEER_TIMEOUT_MS"));
+    CHECK(mentions(s.error().message(), "100"));
+  }
+  loomConfig_t c = LOOM_CONFIG_INITIALIZER;
+  c.peerTimeoutMs = -1;
+  CHECK(resolveSettings(&c)->peerTimeoutMs == 0);
+  c.peerTimeoutMs = 150;
+  CHECK(resolveSettings(&c)->peerTimeoutMs == 150);
+  c.peerTimeoutMs = 99;
+  auto bad = resolveSettings(&c);
+  REQUIRE_FALSE(bad);
+  CHECK(mentions(bad.error().message(), "config.peerTimeoutMs"));
+}
+
 TEST_CASE("algorithm overrides parse by name or by config field", "[config]") {
   EnvGuard a("LOOM_ALLREDUCE_ALGO", "ring");
   EnvGuard b("LOOM_BROADCAST_ALGO", "tree");

@@ -86,6 +86,10 @@ class Transport {
   virtual Status health() const = 0;
   // Fail everything pending with `why` and close connections. Idempotent.
   virtual void shutdown(const Status& why) = 0;
+  // Called periodically (every peerTimeoutMs / 4) after a poll(): tells quiet peers this rank is
+  // alive, and fails a peer it has heard nothing from for peerTimeoutMs (frozen, or its link went
+  // dark without a reset). Transports without remote peers need not do anything.
+  virtual void checkLiveness() {}
 };
 
 struct TransportOptions {
@@ -93,6 +97,7 @@ struct TransportOptions {
   std::string listenHost = "127.0.0.1";
   uint64_t commId = 0;
   uint64_t epoch = 0;
+  int peerTimeoutMs = 2000;  // <= 0: no liveness checks
 };
 
 // Registered by name ("tcp", "local"); nullptr with an error if the name is unknown.

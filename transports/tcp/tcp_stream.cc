@@ -55,6 +55,7 @@ bool Stream::onReadable(bool hangup) {
       uint8_t* dst = payloadDestination(len);
       n = ::recv(fd_, dst, len, 0);
       if (n > 0) {
+        owner_.heardFrom(peer);
         fragOffset_ += n;
         fragLeft_ -= n;
         Incoming* in = target_;
@@ -78,6 +79,7 @@ bool Stream::onReadable(bool hangup) {
       }
       n = ::recv(fd_, in_.data() + inEnd_, want, 0);
       if (n > 0) {
+        owner_.heardFrom(peer);
         inEnd_ += static_cast<size_t>(n);
         if (!parse()) return false;
         continue;  // (stops if parse() put the stream on hold)
@@ -204,6 +206,9 @@ bool Stream::handleFrame(const wire::Header& h, std::span<const uint8_t> payload
       owner_.onReject(*this, *r);
       return false;
     }
+    case wire::Type::Heartbeat:  // liveness only: the bytes were counted when read
+      if (!established) break;
+      return true;
     case wire::Type::OpError: {
       auto e = wire::decodeOpError(payload);
       if (!e || !established) break;

@@ -108,6 +108,7 @@ Status TcpTransport::connect(int rank, const std::vector<std::string>& addresses
     poll();
   }
   connecting_ = false;
+  for (Peer& p : peers_) p.lastHeard = std::chrono::steady_clock::now();
   log::info(log::Subsys::Net, "tcp: rank {} connected to {} peers, {} streams each", rank_, size_ - 1,
             options_.streamsPerPeer);
   return Status::ok();
@@ -427,6 +428,39 @@ bool TcpTransport::mustHold(int peer, const wire::DataHeader& d) {
   if (p.stashedBytes == 0 || p.stashedBytes + d.totalBytes <= kMaxStashedBytesPerPeer) return false;
   auto it = p.incoming.find(Tag{d.tagOp, d.tagSpace, d.tagStep});
   return it == p.incoming.end() || (!it->second.recv && !it->second.arrived);  // new and unexpected
+}
+
+void TcpTransport::heardFrom(int peer) {
+  if (peer >= 0) peers_[peer].lastHeard = std::chrono::steady_clock::now();
+}
+
+void TcpTransport::checkLiveness() {
+  const int timeoutMs = options_.peerTimeoutMs;
+  if (timeoutMs <= 0 || !failure_.isOk() || connecting_ || peers_.empty()) return;
+  const auto now = std::chrono::steady_clock::now();
+  for (int p = 0; p < size_; ++p) {
+    Peer& peer = peers_[p];
+    if (p == rank_ || !peer.closed.isOk() || peer.streams.empty() || !peer.streams[0]) continue;
+    // A held stream is a peer sending faster than this rank takes: alive.
+    if (peer.hasHeld) peer.lastHeard = now;
+    const auto silentMs = std::chrono::duration_cast<std::chrono::milliseconds>(now - peer.lastHeard).count();
+    if (silentMs > timeoutMs) {
+      failPeer(p, makeError(loomPeerLost, "{} sent nothing for {} ms (LOOM_PEER_TIMEOUT_MS={}): it is frozen or "
+                                          "its link is down",
+                            peerName(p), silentMs, timeoutMs));
+      return;  // failPeer failed the transport; the communicator reports it
+    }
+    // A heartbeat only where nothing is queued: queued bytes reach the peer first anyway.
+    Stream* s = peer.streams[0];
+    if (s->fd() >= 0 && s->outq.empty()) {
+      wire::Header h{.type = wire::Type::Heartbeat, .commId = options_.commId, .epoch = options_.epoch};
+      OutFrame f;
+      f.owned = wire::encodeEmpty(h);
+      f.data = f.owned.data();
+      f.dataLen = f.owned.size();
+      queueFrame(p, 0, std::move(f));
+    }
+  }
 }
 
 void TcpTransport::holdStream(Stream& s) {

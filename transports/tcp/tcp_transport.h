@@ -11,6 +11,7 @@
 #include "transports/tcp/stash_pool.h"
 #include "transports/iface/transport.h"
 
+#include <chrono>
 #include <deque>
 #include <memory>
 #include <string>
@@ -119,6 +120,7 @@ class TcpTransport final : public transport::Transport {
   int eventFd() const override { return epollFd_; }
   Status health() const override { return failure_; }
   void shutdown(const Status& why) override;
+  void checkLiveness() override;
 
   // ---- used by Stream ----
   const transport::TransportOptions& options() const { return options_; }
@@ -127,6 +129,7 @@ class TcpTransport final : public transport::Transport {
   // True if a new message described by `d` must wait in the socket (see Stream::held).
   bool mustHold(int peer, const wire::DataHeader& d);
   void holdStream(Stream& s);
+  void heardFrom(int peer);  // any bytes from it: alive
   void setReading(Stream& s, bool on);
   void incomingProgress(int peer, Incoming* in, size_t bytes);
   void onHello(Stream& s, const wire::Header& h, const wire::PeerHello& hello);
@@ -152,6 +155,7 @@ class TcpTransport final : public transport::Transport {
     uint64_t receivedMessages = 0;  // completed receives, named in errors about this peer
     uint64_t stashedBytes = 0;      // of messages that arrived before their receive (flow control)
     bool hasHeld = false;           // some stream of this peer is held
+    std::chrono::steady_clock::time_point lastHeard;  // liveness (checkLiveness)
     Status closed;  // set once every stream saw EOF: the peer left (or crashed)
   };
   bool hasPendingWith(int peer) const;

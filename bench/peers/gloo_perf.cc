@@ -58,7 +58,8 @@ void printExtraUsage() {
       "  -A,--algorithm <ring|ring_chunked|halving_doubling|bcube|broadcast>   (default ring)\n"
       "  --store <dir>                FileStore directory for the rendezvous\n"
       "                               (default $TMPDIR/loom-gloo-$LOOM_COMM_ID)\n"
-      "  --host <address>             address this rank's TCP device binds to (default 127.0.0.1)\n",
+      "  --host <address>             address this rank's TCP device binds to\n"
+      "                               (default $LOOM_LISTEN_HOST, else 127.0.0.1)\n",
       kProgram, kProgram);
 }
 
@@ -103,7 +104,8 @@ T allreduceOne(const std::shared_ptr<gloo::Context>& ctx, T v, ReduceFn fn) {
 }
 
 int realMain(int argc, char** argv) {
-  std::string algorithm = "ring", storeDir, host = "127.0.0.1";
+  const char* listenHost = std::getenv("LOOM_LISTEN_HOST");  // set per rank by bench/cluster run
+  std::string algorithm = "ring", storeDir, host = listenHost != nullptr && *listenHost != '\0' ? listenHost : "127.0.0.1";
   for (int i = 1; i < argc; ++i)
     if (std::strcmp(argv[i], "-h") == 0 || std::strcmp(argv[i], "--help") == 0) printExtraUsage();
   if (!loompeer::takeExtraFlags(&argc, argv,

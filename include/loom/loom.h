@@ -148,6 +148,29 @@ LOOM_API loomResult_t loomCommDestroy(loomComm_t comm);
  * Bounded and local. Later calls on comm fail with loomAborted; call loomCommDestroy to free it.
  */
 LOOM_API loomResult_t loomCommAbort(loomComm_t comm);
+/*
+ * Without blocking: the error every later operation on comm would fail with (loomPeerLost when a
+ * peer was lost, loomAborted after loomCommAbort), or loomSuccess in *asyncError if healthy.
+ * The message is in loomGetLastError(comm) when *asyncError is not loomSuccess.
+ */
+LOOM_API loomResult_t loomCommGetAsyncError(loomComm_t comm, loomResult_t* asyncError);
+
+/* A peer that failed, as loomCommGetFailures reports it. */
+typedef struct {
+  int rank;                /* its rank */
+  int reportedBy;          /* -1: this rank saw it fail; else the rank that reported it lost */
+  loomResult_t reason;     /* loomPeerLost, ... */
+  uint64_t lastSeq;        /* messages completed from it before it failed (0 when reported) */
+  char address[64];        /* host:port of its data connection ("" when reported) */
+  char detail[256];        /* why, in words (truncated) */
+} loomPeerFailure_t;
+
+/*
+ * Peers known to have failed, first seen first: up to `capacity` entries are written to failures
+ * (which may be NULL when capacity is 0); *count is set to how many there are in all.
+ */
+LOOM_API loomResult_t loomCommGetFailures(loomComm_t comm, loomPeerFailure_t* failures, int capacity, int* count);
+
 LOOM_API loomResult_t loomCommRank(loomComm_t comm, int* rank);
 LOOM_API loomResult_t loomCommSize(loomComm_t comm, int* size);
 
@@ -201,6 +224,13 @@ LOOM_API loomResult_t loomRequestFree(loomRequest_t request);
 
 /* ---- introspection ------------------------------------------------------------------- */
 LOOM_API size_t loomDataTypeSize(loomDataType_t datatype);
+
+/*
+ * A 64-bit hash of `count` buffers (buffers[i] holds bytes[i] bytes; a buffer of 0 bytes may be
+ * NULL), the same on every rank and platform for the same bytes: ranks compare it to assert that
+ * their state is bit-identical. Order and buffer boundaries count. Runs at memory speed (XXH64).
+ */
+LOOM_API loomResult_t loomHash(const void* const* buffers, const size_t* bytes, int count, uint64_t* hash);
 
 #ifdef __cplusplus
 }

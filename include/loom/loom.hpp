@@ -13,12 +13,14 @@
 
 #include <loom/loom.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace loom {
 
@@ -193,6 +195,21 @@ class Comm {
   // Fails every in-flight operation with loomAborted; safe from any thread. The object must still
   // be destroyed (or destroy() called) to free it.
   void abort() { detail::check(loomCommAbort(comm_), comm_); }
+  // loomSuccess while healthy; else what every later operation would fail with.
+  loomResult_t asyncError() const {
+    loomResult_t e = loomSuccess;
+    detail::check(loomCommGetAsyncError(comm_, &e), comm_);
+    return e;
+  }
+  // Peers known to have failed, first seen first.
+  std::vector<loomPeerFailure_t> failures() const {
+    int count = 0;
+    detail::check(loomCommGetFailures(comm_, nullptr, 0, &count), comm_);
+    std::vector<loomPeerFailure_t> out(static_cast<size_t>(count));
+    detail::check(loomCommGetFailures(comm_, out.data(), count, &count), comm_);
+    out.resize(std::min(out.size(), static_cast<size_t>(count)));
+    return out;
+  }
   // Waits for in-flight operations (bounded) and frees the communicator; idempotent.
   void destroy() noexcept {
     if (comm_ != nullptr) loomCommDestroy(comm_);
@@ -290,6 +307,19 @@ class Comm {
 
   loomComm_t comm_ = nullptr;
 };
+
+// loomHash of the given buffers.
+inline uint64_t hash(const std::vector<std::pair<const void*, size_t>>& buffers) {
+  std::vector<const void*> ptrs;
+  std::vector<size_t> bytes;
+  for (const auto& b : buffers) {
+    ptrs.push_back(b.first);
+    bytes.push_back(b.second);
+  }
+  uint64_t h = 0;
+  detail::check(loomHash(ptrs.data(), bytes.data(), static_cast<int>(buffers.size()), &h), nullptr);
+  return h;
+}
 
 }  // namespace loom
 

@@ -5,10 +5,13 @@
 #include "coordinator/client.h"
 #include "coordinator/server.h"
 #include "core/config.h"
+#include "core/hash.h"
 #include "core/reduce.h"
 
 #include <loom/loom.h>
 
+#include <algorithm>
+#include <cstring>
 #include <new>
 
 using loom::Status;
@@ -189,6 +192,58 @@ loomResult_t loomCommAbort(loomComm_t comm) {
   return guarded(comm, [&]() -> Status {
     LOOM_RETURN_IF_ERROR(checkHandle(comm));
     comm->impl->abort();
+    return Status::ok();
+  });
+}
+
+loomResult_t loomCommGetAsyncError(loomComm_t comm, loomResult_t* asyncError) {
+  return guarded(comm, [&]() -> Status {
+    LOOM_RETURN_IF_ERROR(checkHandle(comm));
+    if (!asyncError) return loom::makeError(loomInvalidArgument, "asyncError (output pointer) is NULL");
+    Status s = comm->impl->asyncError();
+    *asyncError = s.code();
+    if (!s.isOk()) {  // the why, for loomGetLastError, without making this call itself fail
+      std::lock_guard<std::mutex> lock(comm->errorMu);
+      comm->lastError = s.toString();
+    }
+    return Status::ok();
+  });
+}
+
+loomResult_t loomCommGetFailures(loomComm_t comm, loomPeerFailure_t* failures, int capacity, int* count) {
+  return guarded(comm, [&]() -> Status {
+    LOOM_RETURN_IF_ERROR(checkHandle(comm));
+    if (!count) return loom::makeError(loomInvalidArgument, "count (output pointer) is NULL");
+    if (capacity < 0) return loom::makeError(loomInvalidArgument, "capacity {} is negative", capacity);
+    if (capacity > 0 && !failures)
+      return loom::makeError(loomInvalidArgument, "failures is NULL but capacity is {}", capacity);
+    const auto all = comm->impl->failures();
+    *count = static_cast<int>(all.size());
+    for (int i = 0; i < std::min(capacity, *count); ++i) {
+      const auto& f = all[i];
+      loomPeerFailure_t& out = failures[i];
+      std::memset(&out, 0, sizeof out);
+      out.rank = f.rank;
+      out.reportedBy = f.reportedBy;
+      out.reason = f.why.code();
+      out.lastSeq = f.lastSeq;
+      std::snprintf(out.address, sizeof out.address, "%s", f.address.c_str());
+      std::snprintf(out.detail, sizeof out.detail, "%s", f.why.message().c_str());
+    }
+    return Status::ok();
+  });
+}
+
+loomResult_t loomHash(const void* const* buffers, const size_t* bytes, int count, uint64_t* hash) {
+  return guarded(nullptr, [&]() -> Status {
+    if (!hash) return loom::makeError(loomInvalidArgument, "hash (output pointer) is NULL");
+    if (count < 0) return loom::makeError(loomInvalidArgument, "count {} is negative", count);
+    if (count > 0 && (!buffers || !bytes))
+      return loom::makeError(loomInvalidArgument, "{} is NULL but count is {}", buffers ? "bytes" : "buffers", count);
+    for (int i = 0; i < count; ++i)
+      if (!buffers[i] && bytes[i] > 0)
+        return loom::makeError(loomInvalidArgument, "buffers[{}] is NULL but bytes[{}] is {}", i, i, bytes[i]);
+    *hash = loom::hashBuffers(buffers, bytes, count);
     return Status::ok();
   });
 }

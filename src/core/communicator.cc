@@ -344,6 +344,18 @@ void Communicator::onHeartbeat() {
   if (coordinator_ && !coordinatorLost_) (void)coordinator_->sendHeartbeat();
 }
 
+Status Communicator::asyncError() {
+  if (aborted_) return makeError(loomAborted, "communicator was aborted; destroy it and create a new one");
+  std::lock_guard<std::mutex> lock(engineMu_);
+  Status h = transport_->health();
+  return h.isOk() ? broken_ : h;
+}
+
+std::vector<transport::PeerFailure> Communicator::failures() {
+  std::lock_guard<std::mutex> lock(engineMu_);
+  return transport_->failures();
+}
+
 void Communicator::onLiveness() {
   std::lock_guard<std::mutex> lock(engineMu_);
   progressLocked();  // read what has arrived first: a rank that was itself stopped must not blame its peers

@@ -82,6 +82,10 @@ class Communicator {
   bool aborted() const { return aborted_.load(); }
   // Waits (bounded) for in-flight operations, leaves the coordinator, stops the loop.
   Status shutdown();
+  // The sticky error every later operation would fail with (aborted, a peer lost); ok if healthy.
+  Status asyncError();
+  // Peers known to have failed (seen here or reported by others), first seen first.
+  std::vector<transport::PeerFailure> failures();
 
   // Called from the event-loop thread.
   void onTransportEvent();

@@ -160,7 +160,7 @@ size_t maxPayload(Type t) {
     case Type::JoinAccept: return 16 + size_t(kMaxWorldSize) * (4 + kMaxAddressBytes);
     case Type::Reject: return 8 + kMaxMessageBytes;
     case Type::PeerHello: return 16;
-    case Type::OpError: return 20 + kMaxMessageBytes;
+    case Type::OpError: return 24 + kMaxMessageBytes;
     case Type::Data: return kDataHeaderBytes + kMaxDataFragment;
     case Type::Heartbeat:
     case Type::HeartbeatAck:
@@ -259,6 +259,7 @@ std::vector<uint8_t> encode(const Header& h, const OpError& m) {
   putU64(p, m.tagOp);
   putU32(p, m.tagSpace);
   putI32(p, m.code);
+  putI32(p, m.lostRank);
   putString(p, m.message);
   return frame(h, Type::OpError, p);
 }
@@ -342,6 +343,9 @@ Expected<OpError> decodeOpError(std::span<const uint8_t> payload) {
   m.tagSpace = r.u32("tagSpace");
   m.code = r.i32("code");
   checkResultCode(r, m.code);
+  m.lostRank = r.i32("lostRank");
+  if (r.ok() && (m.lostRank < -1 || m.lostRank >= static_cast<int32_t>(kMaxWorldSize)))
+    r.fail(makeError(loomInvalidArgument, "OpError lostRank {} is outside -1..{}", m.lostRank, kMaxWorldSize - 1));
   m.message = r.str("message", kMaxMessageBytes);
   LOOM_RETURN_IF_ERROR(r.finish());
   return m;

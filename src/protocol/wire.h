@@ -20,7 +20,7 @@
 namespace loom::wire {
 
 inline constexpr uint32_t kMagic = 0x4D4F4F4C;  // "LOOM" little-endian
-inline constexpr uint16_t kWireVersion = 1;
+inline constexpr uint16_t kWireVersion = 2;  // 2: OpError names the lost rank
 inline constexpr size_t kHeaderBytes = 40;
 inline constexpr size_t kMaxControlPayload = 1 << 20;  // control messages; data payload is separate
 inline constexpr size_t kMaxAddressBytes = 256;
@@ -95,6 +95,7 @@ struct OpError {
   uint64_t tagOp = 0;
   uint32_t tagSpace = 0;
   int32_t code = 0;
+  int32_t lostRank = -1;  // with loomPeerLost: the rank the sender lost (-1: none or unknown)
   std::string message;
 };
 

@@ -47,3 +47,22 @@ TEST_CASE("init, abort and destroy cycles leave fd and thread counts flat", "[li
   CHECK(openFds() == fds);
   CHECK(threads() == ths);
 }
+
+TEST_CASE("loomCommGetAsyncError: success while healthy, loomAborted after an abort; no failures listed",
+          "[lifecycle]") {
+  loomtest::runWorld(2, [&](int, loomComm_t& comm) {
+    loomResult_t e = loomInternalError;
+    int count = -1;
+    auto expect = [](bool ok, const char* what) {
+      if (!ok) throw std::runtime_error(what);
+    };
+    expect(loomCommGetAsyncError(comm, &e) == loomSuccess && e == loomSuccess, "healthy comm reports an error");
+    expect(loomCommGetFailures(comm, nullptr, 0, &count) == loomSuccess && count == 0, "healthy comm lists failures");
+    expect(loomCommGetAsyncError(comm, nullptr) == loomInvalidArgument, "NULL asyncError accepted");
+    expect(loomCommGetFailures(comm, nullptr, 1, &count) == loomInvalidArgument, "NULL failures accepted");
+    expect(loomCommGetFailures(comm, nullptr, 0, nullptr) == loomInvalidArgument, "NULL count accepted");
+    loomCommAbort(comm);
+    expect(loomCommGetAsyncError(comm, &e) == loomSuccess && e == loomAborted, "aborted comm not reported");
+    expect(std::string(loomGetLastError(comm)).find("aborted") != std::string::npos, "no message after abort");
+  });
+}

@@ -41,7 +41,7 @@ int main(int argc, char** argv) {
   valid(Type::JoinAccept, encode(header(Type::JoinAccept), accept));
   valid(Type::Reject, encode(header(Type::Reject), Reject{loomVersionMismatch, "peer runs Loom 0.2.0"}));
   valid(Type::PeerHello, encode(header(Type::PeerHello), PeerHello{LOOM_VERSION_CODE, 2, 4, 1}));
-  valid(Type::OpError, encode(header(Type::OpError), OpError{42, 1, loomPeerLost, "rank 3 lost"}));
+  valid(Type::OpError, encode(header(Type::OpError), OpError{42, 1, loomPeerLost, 3, "rank 3 lost"}));
   for (Type t : {Type::Heartbeat, Type::HeartbeatAck, Type::Leave, Type::PeerHelloAck})
     valid(t, encodeEmpty(header(t)));
   Header dh = header(Type::Data);

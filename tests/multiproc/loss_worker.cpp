@@ -1,7 +1,9 @@
 // One rank of the peer-loss test (tests/multiproc/test_peer_loss.cc): joins from the environment,
 // then all-reduces 1 MiB of int32 over and over for up to --seconds (default 20), printing
 // "rank R: iteration K" after each (flushed, so the test sees it running). On the first failure it
-// prints "rank R: failed after K iterations: <result>: <loomGetLastError>" and exits 3; a wrong
+// prints "rank R: failed after K iterations: <result>: <loomGetLastError>", then what
+// loomCommGetAsyncError and loomCommGetFailures say ("rank R: async error <result>", one
+// "rank R: peer failure: rank V ..." line per failed peer), and exits 3; a wrong
 // sum exits 4; running out the time exits 0 ("rank R: done after K iterations").
 // --linger-ms N: after a failure, wait N ms before aborting the communicator (as an application
 // that saves a checkpoint first would), so its connections stay open meanwhile.
@@ -55,6 +57,16 @@ int main(int argc, char** argv) {
     if (r != loomSuccess) {
       std::printf("rank %d: failed after %ld iterations: %s: %s\n", rank, iteration, loomGetErrorString(r),
                   loomGetLastError(comm));
+      loomResult_t async = loomSuccess;
+      loomCommGetAsyncError(comm, &async);
+      std::printf("rank %d: async error %s\n", rank, loomGetErrorString(async));
+      loomPeerFailure_t failures[8];
+      int known = 0;
+      loomCommGetFailures(comm, failures, 8, &known);
+      for (int i = 0; i < std::min(known, 8); ++i)
+        std::printf("rank %d: peer failure: rank %d reason %s reported by %d address '%s' last seq %llu: %s\n", rank,
+                    failures[i].rank, loomGetErrorString(failures[i].reason), failures[i].reportedBy,
+                    failures[i].address, static_cast<unsigned long long>(failures[i].lastSeq), failures[i].detail);
       std::fflush(stdout);
       if (lingerMs > 0) std::this_thread::sleep_for(std::chrono::milliseconds(lingerMs));
       loomCommAbort(comm);

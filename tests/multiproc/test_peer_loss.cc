@@ -164,6 +164,10 @@ TEST_CASE("a SIGKILLed rank: every survivor's error names the rank that was lost
     const std::string line = failureLine(*w.ranks[r]);
     INFO("survivor rank " << r << ": " << line);
     CHECK(line.find("peer rank " + std::to_string(kVictim) + " ") != std::string::npos);
+    // The same, structured: loomCommGetAsyncError and loomCommGetFailures.
+    const std::string out = w.ranks[r]->out();
+    CHECK(out.find("async error peer lost") != std::string::npos);
+    CHECK(out.find("peer failure: rank " + std::to_string(kVictim) + " reason peer lost") != std::string::npos);
   }
 }
 

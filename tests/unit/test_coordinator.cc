@@ -249,7 +249,7 @@ TEST_CASE("another wire version or a malformed frame is refused", "[coordinator]
   auto server = startServer();
   RawPeer v2(server->address());
   wire::Header h = joinHeader(22);
-  h.wireVersion = 2;
+  h.wireVersion = wire::kWireVersion + 1;
   v2.send(wire::encode(h, wire::JoinRequest{LOOM_VERSION_CODE, 1, -1, "v2"}));
   CHECK(v2.expectReject().code == loomVersionMismatch);
 

@@ -111,13 +111,14 @@ TEST_CASE("PeerHello round-trips", "[wire]") {
 }
 
 TEST_CASE("OpError round-trips", "[wire]") {
-  auto f = encode(header(Type::OpError), OpError{0xDEADBEEFCAFEull, 7, loomPeerLost, "rank 3 died"});
+  auto f = encode(header(Type::OpError), OpError{0xDEADBEEFCAFEull, 7, loomPeerLost, 3, "rank 3 died"});
   checkHeader(f, Type::OpError);
   auto m = decodeOpError(payloadOf(f));
   REQUIRE(m);
   CHECK(m->tagOp == 0xDEADBEEFCAFEull);
   CHECK(m->tagSpace == 7);
   CHECK(m->code == loomPeerLost);
+  CHECK(m->lostRank == 3);
   CHECK(m->message == "rank 3 died");
 }
 
@@ -160,7 +161,7 @@ TEST_CASE("another wire version is a version mismatch", "[wire]") {
   h.wireVersion = kWireVersion + 1;
   auto s = decodeFrame(encodeEmpty(h));
   CHECK(s.code() == loomVersionMismatch);
-  CHECK(contains(s, "wire version 2"));
+  CHECK(contains(s, "wire version " + std::to_string(kWireVersion + 1)));
 }
 
 TEST_CASE("an unknown type is refused", "[wire]") {
@@ -266,7 +267,9 @@ TEST_CASE("inconsistent fields are refused", "[wire]") {
   CHECK(contains(decodeFrame(ja), "cannot fit"));
   // Reject and OpError must carry an error code.
   CHECK(decodeFrame(encode(header(Type::Reject), Reject{loomSuccess, ""})).code() == loomInvalidArgument);
-  CHECK(decodeFrame(encode(header(Type::OpError), OpError{1, 1, 999, ""})).code() == loomInvalidArgument);
+  CHECK(decodeFrame(encode(header(Type::OpError), OpError{1, 1, 999, -1, ""})).code() == loomInvalidArgument);
+  // A lost rank is -1 or a rank a world can have.
+  CHECK(contains(decodeFrame(encode(header(Type::OpError), OpError{1, 1, loomPeerLost, -2, ""})), "lostRank"));
   // A Data fragment must lie inside its message.
   Header h = header(Type::Data);
   h.payloadBytes = kDataHeaderBytes + 10;

@@ -52,6 +52,16 @@ struct RemoteOpError {
   Status status;
 };
 
+// A peer that failed: seen by this endpoint (its connection broke or it fell silent), or reported
+// lost by another peer (reportedBy).
+struct PeerFailure {
+  int rank = -1;
+  std::string address;    // host:port of its data connection; "" when only reported
+  uint64_t lastSeq = 0;   // messages completed from it before it failed (seen here only)
+  int reportedBy = -1;    // -1: seen here
+  Status why;
+};
+
 class Transport {
  public:
   virtual ~Transport() = default;
@@ -90,6 +100,8 @@ class Transport {
   // alive, and fails a peer it has heard nothing from for peerTimeoutMs (frozen, or its link went
   // dark without a reset). Transports without remote peers need not do anything.
   virtual void checkLiveness() {}
+  // Peers known to have failed, first seen first. Transports without remote peers have none.
+  virtual std::vector<PeerFailure> failures() const { return {}; }
 };
 
 struct TransportOptions {

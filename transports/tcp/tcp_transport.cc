@@ -193,8 +193,16 @@ void TcpTransport::onOpError(int peer, const wire::OpError& e) {
   // A peer lost anywhere is a peer lost here too (the caller's remedy is the same); anything else
   // that failed on another rank is a remote error.
   auto code = e.code == loomPeerLost ? loomPeerLost : loomRemoteError;
-  remoteErrors_.push_back({Tag{e.tagOp, e.tagSpace, 0}, peer,
-                           makeError(code, "rank {} failed this operation: {}", peer, e.message)});
+  Status why = makeError(code, "rank {} failed this operation: {}", peer, e.message);
+  if (code == loomPeerLost && e.lostRank >= 0 && e.lostRank < size_ && e.lostRank != rank_)
+    recordFailure({e.lostRank, "", 0, peer, why});
+  remoteErrors_.push_back({Tag{e.tagOp, e.tagSpace, 0}, peer, std::move(why)});
+}
+
+void TcpTransport::recordFailure(transport::PeerFailure f) {
+  for (const auto& known : failures_)
+    if (known.rank == f.rank) return;
+  failures_.push_back(std::move(f));
 }
 
 void TcpTransport::streamFailed(Stream& s, const Status& why) {
@@ -213,6 +221,7 @@ void TcpTransport::streamFailed(Stream& s, const Status& why) {
 void TcpTransport::failPeer(int p, const Status& why) {
   if (failure_.isOk()) failure_ = why;
   Peer& peer = peers_[p];
+  recordFailure({p, peer.address, peer.receivedMessages, -1, why});
   if (peer.closed.isOk()) peer.closed = why;
   for (auto& [tag, in] : peer.incoming)
     if (in.recv) fail(in.recv, why);
@@ -544,7 +553,9 @@ void TcpTransport::cancel(const TransferPtr& t, const Status& why) {
 
 void TcpTransport::sendOpError(Tag tag, const Status& why) {
   wire::Header h{.type = wire::Type::OpError, .commId = options_.commId, .epoch = options_.epoch};
-  auto frame = wire::encode(h, wire::OpError{tag.op, tag.space, static_cast<int32_t>(why.code()),
+  // A lost peer is named, so a rank that never talked to it can say which one it was.
+  const int32_t lostRank = why.code() == loomPeerLost && !failures_.empty() ? failures_.front().rank : -1;
+  auto frame = wire::encode(h, wire::OpError{tag.op, tag.space, static_cast<int32_t>(why.code()), lostRank,
                                              why.message().substr(0, wire::kMaxMessageBytes)});
   for (int p = 0; p < size_; ++p) {
     if (p == rank_ || !peers_[p].closed.isOk()) continue;

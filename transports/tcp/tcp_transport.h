@@ -121,6 +121,7 @@ class TcpTransport final : public transport::Transport {
   Status health() const override { return failure_; }
   void shutdown(const Status& why) override;
   void checkLiveness() override;
+  std::vector<transport::PeerFailure> failures() const override { return failures_; }
 
   // ---- used by Stream ----
   const transport::TransportOptions& options() const { return options_; }
@@ -186,6 +187,8 @@ class TcpTransport final : public transport::Transport {
   std::vector<Peer> peers_;
   std::vector<std::unique_ptr<Stream>> streams_;  // owns every stream (pending ones too)
   std::vector<transport::RemoteOpError> remoteErrors_;
+  std::vector<transport::PeerFailure> failures_;
+  void recordFailure(transport::PeerFailure f);  // once per rank
   std::vector<Stream*> resumed_;  // holds lifted: poll() parses what they already buffered
   std::vector<uint8_t> discard_;
   StashPool stashPool_;

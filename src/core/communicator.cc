@@ -19,8 +19,12 @@ namespace {
 constexpr int kYieldUs = 1000;
 // A blocked waiter re-checks at least this often (deadline, abort), even without a wake-up.
 constexpr int kBlockSliceMs = 50;
-// How long the event-loop thread stands aside for a caller that drives progress itself, at most.
-constexpr int kStandAsideUs = 1000;
+// How long the event-loop thread stands aside for a caller that drives progress itself, at most:
+// long, because each time it wakes it takes a core from a spinning rank (at 1 ms, a 2-rank
+// broadcast on 2 cores saw ~2000 such preemptions a second, and lost up to half its bandwidth);
+// short enough that its timers (ticks, peer heartbeats) run on time. The caller wakes it early
+// when it stops driving.
+constexpr int kStandAsideMs = 20;
 
 // Ranks of this communicator on this host (same data address host as ours) over its CPUs.
 bool oversubscribed(const std::vector<std::string>& addresses, int rank) {
@@ -232,7 +236,11 @@ bool Communicator::test(const OpPtr& op) {
 Status Communicator::wait(const OpPtr& op, Deadline deadline) {
   driving_.fetch_add(1);
   Status s = driveUntilDone(op, deadline);
-  driving_.fetch_sub(1);
+  if (driving_.fetch_sub(1) == 1 && activeCount_.load() > 0 && loopStandingAside_.load()) {
+    // Other operations are in flight and nobody drives them now: hand them back to the loop.
+    { std::lock_guard<std::mutex> lock(standAsideMu_); }
+    standAsideCv_.notify_one();
+  }
   return s;
 }
 
@@ -328,7 +336,9 @@ void Communicator::onTransportEvent() {
   // for the engine lock. It wakes us when it blocks; otherwise we look again shortly.
   if (driving_.load() > 0) {
     std::unique_lock<std::mutex> lock(standAsideMu_);
-    standAsideCv_.wait_for(lock, std::chrono::microseconds(kStandAsideUs), [&] { return driving_.load() == 0; });
+    loopStandingAside_.store(true);
+    standAsideCv_.wait_for(lock, std::chrono::milliseconds(kStandAsideMs), [&] { return driving_.load() == 0; });
+    loopStandingAside_.store(false);
   }
   std::lock_guard<std::mutex> lock(engineMu_);
   progressLocked();
@@ -348,7 +358,11 @@ Status Communicator::asyncError() {
   if (aborted_) return makeError(loomAborted, "communicator was aborted; destroy it and create a new one");
   std::lock_guard<std::mutex> lock(engineMu_);
   Status h = transport_->health();
-  return h.isOk() ? broken_ : h;
+  if (!h.isOk()) return h;
+  if (!broken_.isOk()) return broken_;
+  // A peer that left while an operation still needed it (its transfers failed) breaks it too.
+  const auto failed = transport_->failures();
+  return failed.empty() ? Status::ok() : failed.front().why;
 }
 
 std::vector<transport::PeerFailure> Communicator::failures() {

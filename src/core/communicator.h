@@ -139,6 +139,7 @@ class Communicator {
   // Callers driving progress themselves (spinning or yielding in wait()); the loop thread stands
   // aside while there are any.
   std::atomic<int> driving_{0};
+  std::atomic<bool> loopStandingAside_{false};
   std::mutex standAsideMu_;
   std::condition_variable standAsideCv_;
 };

@@ -232,8 +232,13 @@ void TcpTransport::failPeer(int p, const Status& why) {
 }
 
 void TcpTransport::dropStream(Stream& s, const Status& why) {
-  for (auto& f : s.outq)
-    if (f.send) fail(f.send->transfer, why);
+  for (auto& f : s.outq) {
+    if (!f.send || f.send->transfer->done()) continue;
+    // An operation fails because of this peer: it counts as failed, even if it left cleanly.
+    if (s.peer >= 0 && why.code() == loomPeerLost)
+      recordFailure({s.peer, peers_[s.peer].address, peers_[s.peer].receivedMessages, -1, why});
+    fail(f.send->transfer, why);
+  }
   s.outq.clear();
   if (s.fd() >= 0) epoll_ctl(epollFd_, EPOLL_CTL_DEL, s.fd(), nullptr);
   s.close();
@@ -312,7 +317,10 @@ TransferPtr TcpTransport::isend(int peer, const void* buf, size_t bytes, Tag tag
   if (!failure_.isOk()) return failed(failure_);
   if (peer < 0 || peer >= size_ || peer == rank_)
     return failed(makeError(loomInvalidArgument, "tcp: send to invalid peer {} (world {})", peer, size_));
-  if (!peers_[peer].closed.isOk()) return failed(peers_[peer].closed);
+  if (!peers_[peer].closed.isOk()) {
+    recordFailure({peer, peers_[peer].address, peers_[peer].receivedMessages, -1, peers_[peer].closed});
+    return failed(peers_[peer].closed);
+  }
   auto t = std::make_shared<transport::Transfer>();
   Peer& p = peers_[peer];
   size_t nstreams = p.streams.size();
@@ -352,7 +360,10 @@ void TcpTransport::queueFrame(int peer, size_t stream, OutFrame&& frame) {
   Stream* s = peers_[peer].streams[stream];
   if (!s || s->fd() < 0) {  // this stream already saw the peer close: it is going away
     Status why = peers_[peer].closed.isOk() ? peerGone(peer) : peers_[peer].closed;
-    if (frame.send) fail(frame.send->transfer, why);
+    if (frame.send) {
+      recordFailure({peer, peers_[peer].address, peers_[peer].receivedMessages, -1, why});
+      fail(frame.send->transfer, why);
+    }
     return;
   }
   s->outq.push_back(std::move(frame));
@@ -375,6 +386,7 @@ TransferPtr TcpTransport::irecv(int peer, void* buf, size_t bytes, Tag tag, uint
   }
   if (!peers_[peer].closed.isOk() && !in.complete()) {  // gone, and it sent nothing more for this tag
     if (inserted) map.erase(it);
+    recordFailure({peer, peers_[peer].address, peers_[peer].receivedMessages, -1, peers_[peer].closed});
     return failed(peers_[peer].closed);
   }
   in.recv = t;

@@ -7,6 +7,8 @@
 // sum exits 4; running out the time exits 0 ("rank R: done after K iterations").
 // --linger-ms N: after a failure, wait N ms before aborting the communicator (as an application
 // that saves a checkpoint first would), so its connections stay open meanwhile.
+// SIGUSR1: exit cleanly (status 0, "rank R: exiting on request") at the next iteration boundary,
+// without telling anyone: a peer that simply leaves (FAULTS.md F2(a)).
 // Usage: loss_worker [--timeout-ms N] [--seconds S] [--linger-ms N]
 #include <loom/loom.h>
 
@@ -16,8 +18,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <csignal>
 #include <thread>
 #include <vector>
+
+namespace {
+volatile std::sig_atomic_t exitRequested = 0;
+void requestExit(int) { exitRequested = 1; }
+}  // namespace
 
 int main(int argc, char** argv) {
   loomConfig_t config = LOOM_CONFIG_INITIALIZER;
@@ -36,6 +44,7 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  std::signal(SIGUSR1, requestExit);
   loomComm_t comm = nullptr;
   loomResult_t r = loomCommInitFromEnv(&comm, &config);
   if (r != loomSuccess) {
@@ -52,6 +61,11 @@ int main(int argc, char** argv) {
   const auto start = std::chrono::steady_clock::now();
   long iteration = 0;
   while (std::chrono::steady_clock::now() - start < std::chrono::duration<double>(seconds)) {
+    if (exitRequested) {
+      std::printf("rank %d: exiting on request\n", rank);
+      std::fflush(stdout);
+      std::exit(0);
+    }
     std::fill(send.begin(), send.end(), rank + 1);
     r = loomAllReduce(send.data(), recv.data(), count, loomInt32, loomSum, comm);
     if (r != loomSuccess) {

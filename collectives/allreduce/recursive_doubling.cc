@@ -19,6 +19,7 @@
 // any future op. avg: ranks 0..p-1 finalise identically; extra ranks receive finalised bytes.
 #include "collectives/algorithm.h"
 #include "collectives/patterns/patterns.h"
+#include "collectives/patterns/scratch.h"
 
 #include <vector>
 
@@ -68,7 +69,7 @@ class RecursiveDoublingAllReduce final : public AlgorithmBase {
           if (args_.send != args_.recv) recv_ = postRecv(rank_ - pow2_, args_.recv, bytes(), unfoldStep());
           return advanceTo(Stage::ExtraWaiting);
         }
-        scratch_.resize(bytes());
+        scratch_ = Scratch(bytes());
         if (absorbsExtra_) {
           recv_ = postRecv(rank_ + pow2_, scratch_.data(), bytes(), foldStep());
           return advanceTo(Stage::Folding);
@@ -147,7 +148,7 @@ class RecursiveDoublingAllReduce final : public AlgorithmBase {
   bool moved_ = false;
   Stage stage_ = Stage::Start;
   const void* current_ = nullptr;  // this rank's group data: input at first, then recv
-  std::vector<uint8_t> scratch_;
+  Scratch scratch_;
   transport::TransferPtr send_;
   transport::TransferPtr recv_;
 };

@@ -20,11 +20,13 @@
 // Dependencies (all on strictly earlier units, so the pipeline cannot deadlock even if a send
 // completes only once its receive is posted):
 //  - send u (phase >= 1) after receive u - S has been processed (that is the data it forwards);
-//  - reduce-scatter receives land in one of kPipelineDepth scratch slots (unit % depth);
+//  - in place, reduce-scatter receives land in one of kInPlaceSlots scratch slots (unit % slots),
+//    so a receive is posted only once the unit that used its slot before has been reduced;
 //  - an all-gather receive writes the result buffer directly, into the region that send
 //    u - (n-1)S read from, so it waits until that send has completed (matters in place).
 #include "collectives/algorithm.h"
 #include "collectives/patterns/patterns.h"
+#include "collectives/patterns/scratch.h"
 
 #include <memory>
 #include <vector>
@@ -33,6 +35,12 @@ namespace loom::coll {
 namespace {
 
 using patterns::Range;
+
+// In place, partials are received into scratch slots: as many as this can be posted ahead (out of
+// place they land in the result buffer and kReceiveWindow of them are). Deep enough that data
+// finds its receive posted instead of going through the transport's stash; 16 x 512 KiB segments
+// is 8 MiB of (recycled) scratch.
+constexpr size_t kInPlaceSlots = 16;
 
 class RingAllReduce final : public AlgorithmBase {
  public:
@@ -47,7 +55,7 @@ class RingAllReduce final : public AlgorithmBase {
     // Out of place, a partial lands straight in the result buffer (that region is not read before);
     // in place it is this rank's input, so partials need scratch slots, which bound the depth.
     inPlace_ = args_.send == args_.recv;
-    if (inPlace_) scratch_.reset(new uint8_t[kPipelineDepth * bytesOf(slotElems_)]);
+    if (inPlace_) scratch_ = Scratch(kInPlaceSlots * bytesOf(slotElems_));
     next_ = patterns::ringNext(rank_, size_);
     prev_ = patterns::ringPrev(rank_, size_);
   }
@@ -88,7 +96,7 @@ class RingAllReduce final : public AlgorithmBase {
     const Range s = patterns::blockRange(c.size(), segments_, segment);
     return {c.begin + s.begin, c.begin + s.end};
   }
-  uint8_t* slot(size_t unit) { return scratch_.get() + (unit % kPipelineDepth) * bytesOf(slotElems_); }
+  uint8_t* slot(size_t unit) { return scratch_.data() + (unit % kInPlaceSlots) * bytesOf(slotElems_); }
   // Where the partial of a reduce-scatter unit is received.
   uint8_t* partial(size_t unit, const Range& r) {
     return inPlace_ ? slot(unit) : static_cast<uint8_t*>(recvBytes(r.begin));
@@ -102,7 +110,7 @@ class RingAllReduce final : public AlgorithmBase {
     return unit < recvs_.retired() + kPipelineDepth;
   }
   bool recvReady(size_t unit) const {
-    if (inReduceScatter(phaseOf(unit))) return !inPlace_ || unit < recvs_.retired() + kPipelineDepth;
+    if (inReduceScatter(phaseOf(unit))) return !inPlace_ || unit < recvs_.retired() + kInPlaceSlots;
     return sends_.retired() > unit - (static_cast<size_t>(size_) - 1) * segments_;
   }
 
@@ -140,7 +148,7 @@ class RingAllReduce final : public AlgorithmBase {
   int next_ = 0;
   int prev_ = 0;
   bool inPlace_ = false;
-  std::unique_ptr<uint8_t[]> scratch_;
+  Scratch scratch_;
   InFlightWindow sends_;
   // Receives are posted far ahead (cheap), so data finds its receive posted and lands in place
   // rather than in the transport's stash for unexpected messages.

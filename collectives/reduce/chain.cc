@@ -15,6 +15,7 @@
 // is reused for k + depth only after segment k has been forwarded (its send retired).
 #include "collectives/algorithm.h"
 #include "collectives/patterns/patterns.h"
+#include "collectives/patterns/scratch.h"
 
 #include <vector>
 
@@ -32,7 +33,7 @@ class ChainReduce final : public AlgorithmBase {
     downstream_ = isRoot_ ? -1 : patterns::fromRelative(vrank - 1, args_.root, size_);
     segments_ = patterns::segmentCount(args_.count, ctx_.tuning.segmentBytes, elemSize(), 1);
     slotElems_ = patterns::largestBlock(args_.count, segments_);
-    if (upstream_ >= 0 && size_ > 1) scratch_.resize(kPipelineDepth * bytesOf(slotElems_));
+    if (upstream_ >= 0 && size_ > 1) scratch_ = Scratch(kPipelineDepth * bytesOf(slotElems_));
   }
 
  private:
@@ -90,7 +91,7 @@ class ChainReduce final : public AlgorithmBase {
   int downstream_ = -1;  // the rank we send to (-1: the root)
   size_t segments_ = 1;
   size_t slotElems_ = 0;
-  std::vector<uint8_t> scratch_;
+  Scratch scratch_;
   InFlightWindow sends_;
   InFlightWindow recvs_;
 };

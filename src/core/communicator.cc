@@ -26,13 +26,14 @@ constexpr int kBlockSliceMs = 50;
 // when it stops driving.
 constexpr int kStandAsideMs = 20;
 
-// Ranks of this communicator on this host (same data address host as ours) over its CPUs.
+// Whether this host's ranks of the communicator (same data address host as ours) have more
+// threads that may want a core (each rank: its caller and its event-loop thread) than it has CPUs.
 bool oversubscribed(const std::vector<std::string>& addresses, int rank) {
   auto hostOf = [](const std::string& a) { return a.substr(0, a.rfind(':')); };
   const std::string mine = hostOf(addresses[rank]);
   const long local = std::count_if(addresses.begin(), addresses.end(), [&](const auto& a) { return hostOf(a) == mine; });
   const long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-  return cpus > 0 && local > cpus;
+  return cpus > 0 && 2 * local > cpus;
 }
 
 inline void cpuRelax() {

@@ -106,8 +106,8 @@ class Communicator {
   static bool remoteErrorMatches(const transport::RemoteOpError& e, const OpState& op);
 
   Settings settings_;
-  // Waiters yield the core between polls instead of pausing (LOOM_SPIN_YIELD): with more ranks
-  // than CPUs on this host, the peer a rank waits for may need its core.
+  // Waiters yield the core between polls instead of pausing (LOOM_SPIN_YIELD): with more threads
+  // than CPUs on this host, the peer (or loop thread) a rank waits for may need its core.
   bool spinYield_ = false;
   std::string dataAddress_;
   int rank_ = 0;

@@ -25,7 +25,8 @@ const std::vector<SettingInfo>& settingRegistry() {
       {"LOOM_BROADCAST_ALGO", "auto", "force broadcast algorithm: auto, chain, tree"},
       {"LOOM_SPIN_US", "50", "a waiting caller drives progress itself this long before yielding, then blocks"},
       {"LOOM_SPIN_YIELD", "auto",
-       "spin politely (yield the core between polls): 1, 0, or auto = when this host runs more ranks than CPUs"},
+       "spin politely (yield the core between polls): 1, 0, or auto = when this host's ranks have more threads "
+       "(2 each) than it has CPUs"},
       {"LOOM_HEARTBEAT_MS", "1000", "heartbeat period to the coordinator (ms)"},
       {"LOOM_PEER_TIMEOUT_MS", "2000",
        "a peer heard nothing from this long is lost (frozen, or link down); heartbeats every quarter; 0: off; "

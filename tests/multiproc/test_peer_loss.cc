@@ -79,22 +79,25 @@ std::string failureLine(const Child& c) {
   return "";
 }
 
-// Kills the victim once every rank is running, then waits (at most `seconds` after the kill) until
-// every survivor has printed its failure line. Returns the kill time; seenAt[r] gets when rank r's
-// line was seen (an upper bound on when it failed).
-Clock::time_point killVictimAndWatch(World& w, double seconds, std::vector<double>& seenAt) {
+// Sends `sig` to the victim once every rank is running, then waits (at most `seconds` after it)
+// until every survivor has printed its failure line. seenAt[r] gets how long after the signal rank
+// r's line was seen (an upper bound on when it failed), or -1.
+void signalVictimAndWatch(World& w, int sig, double seconds, std::vector<double>& seenAt) {
   if (!w.waitForIteration(10, 30)) FAIL("the workers did not get going:\n" << w.report());
-  w.ranks[kVictim]->signal(SIGKILL);
-  const auto killedAt = Clock::now();
+  w.ranks[kVictim]->signal(sig);
+  const auto signalledAt = Clock::now();
   seenAt.assign(kRanks, -1);
   for (int r = 0; r < kRanks; ++r) {
     if (r == kVictim) continue;
-    double left = seconds - loomtest::secondsSince(killedAt);
-    if (w.ranks[r]->waitFor(": failed after ", std::max(left, 0.0))) seenAt[r] = loomtest::secondsSince(killedAt);
+    double left = seconds - loomtest::secondsSince(signalledAt);
+    if (w.ranks[r]->waitFor(": failed after ", std::max(left, 0.0))) seenAt[r] = loomtest::secondsSince(signalledAt);
   }
+}
+
+void killVictimAndWatch(World& w, double seconds, std::vector<double>& seenAt) {
+  signalVictimAndWatch(w, SIGKILL, seconds, seenAt);
   REQUIRE(w.ranks[kVictim]->wait(5));
   CHECK(w.ranks[kVictim]->termSignal() == SIGKILL);
-  return killedAt;
 }
 
 }  // namespace
@@ -179,16 +182,8 @@ TEST_CASE("a SIGSTOPped rank: every survivor fails with peer lost naming it, wit
   // open) so that its exit is not what the others see.
   constexpr double kPeerTimeoutS = 1.0;
   World w({"--timeout-ms", "30000", "--linger-ms", "4000"}, {"LOOM_PEER_TIMEOUT_MS=1000"});
-  if (!w.waitForIteration(10, 30)) FAIL("the workers did not get going:\n" << w.report());
-
-  w.ranks[kVictim]->signal(SIGSTOP);
-  const auto stoppedAt = Clock::now();
-  std::vector<double> seenAt(kRanks, -1);
-  for (int r = 0; r < kRanks; ++r) {
-    if (r == kVictim) continue;
-    double left = kPeerTimeoutS + 10.0 - loomtest::secondsSince(stoppedAt);
-    if (w.ranks[r]->waitFor(": failed after ", std::max(left, 0.0))) seenAt[r] = loomtest::secondsSince(stoppedAt);
-  }
+  std::vector<double> seenAt;
+  signalVictimAndWatch(w, SIGSTOP, kPeerTimeoutS + 10.0, seenAt);
   w.ranks[kVictim]->signal(SIGCONT);
   const bool victimFailed = w.ranks[kVictim]->waitFor(": failed after ", 10.0);
   for (int r = 0; r < kRanks; ++r) w.ranks[r]->wait(10.0);
@@ -221,16 +216,8 @@ TEST_CASE("a SIGSTOPped rank with liveness checks off: survivors fail with a tim
   // lost") before its own deadline came.
   constexpr double kTimeoutS = 3.0, kLingerS = 4.0;
   World w({"--timeout-ms", "3000", "--linger-ms", "4000"}, {"LOOM_PEER_TIMEOUT_MS=0"});
-  if (!w.waitForIteration(10, 30)) FAIL("the workers did not get going:\n" << w.report());
-
-  w.ranks[kVictim]->signal(SIGSTOP);
-  const auto stoppedAt = Clock::now();
-  std::vector<double> seenAt(kRanks, -1);
-  for (int r = 0; r < kRanks; ++r) {
-    if (r == kVictim) continue;
-    double left = kTimeoutS + 5.0 - loomtest::secondsSince(stoppedAt);
-    if (w.ranks[r]->waitFor(": failed after ", std::max(left, 0.0))) seenAt[r] = loomtest::secondsSince(stoppedAt);
-  }
+  std::vector<double> seenAt;
+  signalVictimAndWatch(w, SIGSTOP, kTimeoutS + 5.0, seenAt);
   // Wake the frozen rank while the survivors still hold their communicators: it must not report
   // success either.
   w.ranks[kVictim]->signal(SIGCONT);

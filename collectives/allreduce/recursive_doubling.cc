@@ -19,7 +19,7 @@
 // any future op. avg: ranks 0..p-1 finalise identically; extra ranks receive finalised bytes.
 #include "collectives/algorithm.h"
 #include "collectives/patterns/patterns.h"
-#include "collectives/patterns/scratch.h"
+#include "core/scratch.h"
 
 #include <vector>
 

@@ -26,7 +26,7 @@
 //    u - (n-1)S read from, so it waits until that send has completed (matters in place).
 #include "collectives/algorithm.h"
 #include "collectives/patterns/patterns.h"
-#include "collectives/patterns/scratch.h"
+#include "core/scratch.h"
 
 #include <memory>
 #include <vector>

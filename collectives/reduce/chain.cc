@@ -15,7 +15,7 @@
 // is reused for k + depth only after segment k has been forwarded (its send retired).
 #include "collectives/algorithm.h"
 #include "collectives/patterns/patterns.h"
-#include "collectives/patterns/scratch.h"
+#include "core/scratch.h"
 
 #include <vector>
 

@@ -199,6 +199,10 @@ void TcpTransport::onOpError(int peer, const wire::OpError& e) {
   remoteErrors_.push_back({Tag{e.tagOp, e.tagSpace, 0}, peer, std::move(why)});
 }
 
+void TcpTransport::recordLoss(int peer, const Status& why) {
+  recordFailure({peer, peers_[peer].address, peers_[peer].receivedMessages, -1, why});
+}
+
 void TcpTransport::recordFailure(transport::PeerFailure f) {
   for (const auto& known : failures_)
     if (known.rank == f.rank) return;
@@ -221,7 +225,7 @@ void TcpTransport::streamFailed(Stream& s, const Status& why) {
 void TcpTransport::failPeer(int p, const Status& why) {
   if (failure_.isOk()) failure_ = why;
   Peer& peer = peers_[p];
-  recordFailure({p, peer.address, peer.receivedMessages, -1, why});
+  recordLoss(p, why);
   if (peer.closed.isOk()) peer.closed = why;
   for (auto& [tag, in] : peer.incoming)
     if (in.recv) fail(in.recv, why);
@@ -236,7 +240,7 @@ void TcpTransport::dropStream(Stream& s, const Status& why) {
     if (!f.send || f.send->transfer->done()) continue;
     // An operation fails because of this peer: it counts as failed, even if it left cleanly.
     if (s.peer >= 0 && why.code() == loomPeerLost)
-      recordFailure({s.peer, peers_[s.peer].address, peers_[s.peer].receivedMessages, -1, why});
+      recordLoss(s.peer, why);
     fail(f.send->transfer, why);
   }
   s.outq.clear();
@@ -318,7 +322,7 @@ TransferPtr TcpTransport::isend(int peer, const void* buf, size_t bytes, Tag tag
   if (peer < 0 || peer >= size_ || peer == rank_)
     return failed(makeError(loomInvalidArgument, "tcp: send to invalid peer {} (world {})", peer, size_));
   if (!peers_[peer].closed.isOk()) {
-    recordFailure({peer, peers_[peer].address, peers_[peer].receivedMessages, -1, peers_[peer].closed});
+    recordLoss(peer, peers_[peer].closed);
     return failed(peers_[peer].closed);
   }
   auto t = std::make_shared<transport::Transfer>();
@@ -361,7 +365,7 @@ void TcpTransport::queueFrame(int peer, size_t stream, OutFrame&& frame) {
   if (!s || s->fd() < 0) {  // this stream already saw the peer close: it is going away
     Status why = peers_[peer].closed.isOk() ? peerGone(peer) : peers_[peer].closed;
     if (frame.send) {
-      recordFailure({peer, peers_[peer].address, peers_[peer].receivedMessages, -1, why});
+      recordLoss(peer, why);
       fail(frame.send->transfer, why);
     }
     return;
@@ -386,7 +390,7 @@ TransferPtr TcpTransport::irecv(int peer, void* buf, size_t bytes, Tag tag, uint
   }
   if (!peers_[peer].closed.isOk() && !in.complete()) {  // gone, and it sent nothing more for this tag
     if (inserted) map.erase(it);
-    recordFailure({peer, peers_[peer].address, peers_[peer].receivedMessages, -1, peers_[peer].closed});
+    recordLoss(peer, peers_[peer].closed);
     return failed(peers_[peer].closed);
   }
   in.recv = t;
@@ -436,7 +440,7 @@ Incoming* TcpTransport::incomingFor(int peer, const wire::DataHeader& d, size_t 
     }
   } else {
     // Unexpected: keep it until the receive is posted (uninitialised: every byte will be written).
-    in.stash = stashPool_.take(d.totalBytes);
+    in.stash = Scratch(d.totalBytes);
     peers_[peer].stashedBytes += d.totalBytes;
     ++stats_.stashedMessages;
     stats_.stashedBytes += d.totalBytes;
@@ -513,7 +517,7 @@ void TcpTransport::finishIncoming(int peer, Tag tag, Incoming& in) {
   if (!in.discard && !in.direct && in.totalBytes) std::memcpy(in.userBuf, in.stash.data(), in.totalBytes);
   if (in.stash.data()) {
     peers_[peer].stashedBytes -= in.totalBytes;
-    stashPool_.give(std::move(in.stash));
+    in.stash = Scratch();  // back to the pool
     if (peers_[peer].hasHeld) releaseHolds(peer);
   }
   if (!in.discard) complete(in.recv);

@@ -7,8 +7,8 @@
 // does not take is queued and waits for EPOLLOUT.
 #pragma once
 
+#include "core/scratch.h"
 #include "protocol/wire.h"
-#include "transports/tcp/stash_pool.h"
 #include "transports/iface/transport.h"
 
 #include <chrono>
@@ -36,7 +36,7 @@ struct Incoming {
   uint64_t totalBytes = 0;
   uint64_t signature = 0;
   uint64_t received = 0;
-  StashBuffer stash;  // bytes that arrived before the receive was posted
+  Scratch stash;  // bytes that arrived before the receive was posted (recycled memory)
   bool discard = false;        // mismatched or cancelled: drop what still arrives
   bool complete() const { return arrived && received == totalBytes; }
 };
@@ -189,9 +189,9 @@ class TcpTransport final : public transport::Transport {
   std::vector<transport::RemoteOpError> remoteErrors_;
   std::vector<transport::PeerFailure> failures_;
   void recordFailure(transport::PeerFailure f);  // once per rank
+  void recordLoss(int peer, const Status& why);  // seen here: its address and last sequence are known
   std::vector<Stream*> resumed_;  // holds lifted: poll() parses what they already buffered
   std::vector<uint8_t> discard_;
-  StashPool stashPool_;
   struct {
     uint64_t receivedMessages = 0, receivedBytes = 0, stashedMessages = 0, stashedBytes = 0;
   } stats_;  // logged (LOOM_DEBUG=info) when the transport closes

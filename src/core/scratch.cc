@@ -1,4 +1,4 @@
-#include "collectives/patterns/scratch.h"
+#include "core/scratch.h"
 
 #include <algorithm>
 #include <bit>
@@ -6,7 +6,7 @@
 #include <utility>
 #include <vector>
 
-namespace loom::coll {
+namespace loom {
 namespace {
 
 // Power-of-two classes from 4 KiB; at most this many bytes wait unused in the pool.
@@ -74,4 +74,4 @@ void Scratch::release() {
   data_ = nullptr;
 }
 
-}  // namespace loom::coll
+}  // namespace loom

@@ -1,25 +1,14 @@
 // Creating and destroying communicators leaks nothing: file descriptors and threads stay flat over
 // many cycles, with and without an abort before the destroy.
+#include "support/proc_counts.h"
 #include "support/threaded_world.h"
 
 #include <catch2/catch.hpp>
-
-#include <dirent.h>
 
 #include <string>
 
 namespace {
 
-int countEntries(const char* dir) {
-  int n = 0;
-  if (DIR* d = opendir(dir)) {
-    while (readdir(d)) ++n;
-    closedir(d);
-  }
-  return n;
-}
-int openFds() { return countEntries("/proc/self/fd"); }
-int threads() { return countEntries("/proc/self/task"); }
 
 void cycle(bool abortFirst) {
   loomtest::runWorld(3, [&](int r, loomComm_t& comm) {
@@ -34,18 +23,18 @@ void cycle(bool abortFirst) {
 
 TEST_CASE("init and destroy cycles leave fd and thread counts flat", "[lifecycle]") {
   cycle(false);  // warm up lazily created process-wide state
-  int fds = openFds(), ths = threads();
+  int fds = loomtest::openFds(), ths = loomtest::threadCount();
   for (int i = 0; i < 20; ++i) cycle(false);
-  CHECK(openFds() == fds);
-  CHECK(threads() == ths);
+  CHECK(loomtest::openFds() == fds);
+  CHECK(loomtest::threadCount() == ths);
 }
 
 TEST_CASE("init, abort and destroy cycles leave fd and thread counts flat", "[lifecycle]") {
   cycle(true);
-  int fds = openFds(), ths = threads();
+  int fds = loomtest::openFds(), ths = loomtest::threadCount();
   for (int i = 0; i < 20; ++i) cycle(true);
-  CHECK(openFds() == fds);
-  CHECK(threads() == ths);
+  CHECK(loomtest::openFds() == fds);
+  CHECK(loomtest::threadCount() == ths);
 }
 
 TEST_CASE("loomCommGetAsyncError: success while healthy, loomAborted after an abort; no failures listed",

@@ -3,11 +3,10 @@
 // within 1 s of the abort (the promise is "well under a second"), and 100 such abort / re-init
 // cycles must leave the process's fd and thread counts flat. Ranks are threads of this process,
 // each with its own communicator over real loopback TCP (abort is local: nothing else is needed).
+#include "support/proc_counts.h"
 #include "support/threaded_world.h"
 
 #include <catch2/catch.hpp>
-
-#include <dirent.h>
 
 #include <atomic>
 #include <chrono>
@@ -17,15 +16,6 @@
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-int countEntries(const char* dir) {
-  int n = 0;
-  if (DIR* d = opendir(dir)) {
-    while (readdir(d)) ++n;
-    closedir(d);
-  }
-  return n;
-}
 
 // One cycle: rank 0 blocks in an all-reduce rank 1 never joins, until a third thread aborts rank
 // 0's communicator `abortAfterMs` in. Returns how long the blocked call took after the abort.
@@ -71,11 +61,11 @@ TEST_CASE("F5: an abort from another thread frees a rank blocked on a peer that 
 
 TEST_CASE("F5: 100 abort and re-init cycles leave fd and thread counts flat", "[fault]") {
   abortedCycle(20);  // warm up lazily created process-wide state
-  const int fds = countEntries("/proc/self/fd"), threads = countEntries("/proc/self/task");
+  const int fds = loomtest::openFds(), threads = loomtest::threadCount();
   double worst = 0;
   for (int i = 0; i < 100; ++i) worst = std::max(worst, abortedCycle(20));
   INFO("slowest return after an abort: " << worst << " s");
   CHECK(worst < 1.0);
-  CHECK(countEntries("/proc/self/fd") == fds);
-  CHECK(countEntries("/proc/self/task") == threads);
+  CHECK(loomtest::openFds() == fds);
+  CHECK(loomtest::threadCount() == threads);
 }

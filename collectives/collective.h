@@ -68,4 +68,9 @@ class Operation {
 // recv == send + rank*count*elemsize. Send ignores recv; Recv ignores send.
 std::unique_ptr<Operation> makeOperation(const Args& args, const Context& ctx);
 
+// Wraps a collective so that it succeeds on every surviving rank or on none (collectives/agreement):
+// after `inner` finishes, an empty vote goes to every peer and one is awaited from every peer
+// that is not lost. For worlds of three or more, where two survivors could otherwise disagree.
+std::unique_ptr<Operation> withOutcomeVote(std::unique_ptr<Operation> inner, const Context& ctx);
+
 }  // namespace loom::coll

@@ -117,10 +117,13 @@ typedef struct {
   const char* listenHost;        /* LOOM_LISTEN_HOST: address peers reach this rank at */
   uint64_t commId;               /* LOOM_COMM_ID: identifies the communicator at the coordinator */
   int peerTimeoutMs;             /* LOOM_PEER_TIMEOUT_MS: a peer silent this long is lost; -1: never */
+  int minWorld;                  /* LOOM_MIN_WORLD: fewer members after an update is loomBelowQuorum */
+  int maxWorld;                  /* LOOM_MAX_WORLD: joiners beyond this are refused (founders set it) */
+  int updateTimeoutMs;           /* LOOM_UPDATE_TIMEOUT_MS: an update waits this long for every member */
 } loomConfig_t;
 
 #define LOOM_CONFIG_INITIALIZER \
-  { sizeof(loomConfig_t), LOOM_VERSION_CODE, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, NULL, NULL, 0, 0 }
+  { sizeof(loomConfig_t), LOOM_VERSION_CODE, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, NULL, NULL, 0, 0, 0, 0, 0 }
 
 /* ---- library ---------------------------------------------------------------------- */
 LOOM_API loomResult_t loomGetVersion(int* version);
@@ -143,6 +146,37 @@ LOOM_API loomResult_t loomCommInitRank(loomComm_t* comm, int nranks, int rank, c
 LOOM_API loomResult_t loomCommInitFromEnv(loomComm_t* comm, const loomConfig_t* config);
 /* Waits for in-flight operations (bounded), then frees everything. */
 LOOM_API loomResult_t loomCommDestroy(loomComm_t comm);
+
+/* ---- elastic membership (docs/DESIGN.md, "Membership") ----------------------------- */
+/*
+ * Joins a communicator that is already running (coordinator NULL: LOOM_COORDINATOR; the
+ * communicator id is config.commId / LOOM_COMM_ID). Blocks until its members admit this process
+ * at their next loomCommUpdate, or LOOM_CONNECT_TIMEOUT_MS passes (loomTimeout). Refused with
+ * loomInvalidUsage when the id names no running communicator or it already has LOOM_MAX_WORLD
+ * members. Rank and size are then those of the new epoch; fetch the state with loomSharedStateSync.
+ */
+LOOM_API loomResult_t loomCommJoin(loomComm_t* comm, const char* coordinator, const loomConfig_t* config);
+/*
+ * A safe point that every member calls at the same place (no operation in flight): members that
+ * failed or left are dropped, waiting joiners are admitted, ranks are renumbered densely (survivors
+ * keep their order, joiners follow) and a new epoch starts. After a collective failed with
+ * loomPeerLost/loomRemoteError, call this, then retry the same call: its input is intact (an
+ * in-place reduction's input is restored), and loomAvg divides by the new size. A member that does
+ * not come within LOOM_UPDATE_TIMEOUT_MS is dropped. Returns loomBelowQuorum (the epoch is still
+ * installed) when fewer than LOOM_MIN_WORLD members remain; collectives fail with it until joiners
+ * restore the quorum at a later update.
+ */
+LOOM_API loomResult_t loomCommUpdate(loomComm_t comm);
+/*
+ * Without a round trip: how many joiners wait for the next update, as the coordinator last told
+ * this rank. Ranks learn it at slightly different moments: agree on it (e.g. all-reduce it with the
+ * step's data) before deciding to call loomCommUpdate.
+ */
+LOOM_API loomResult_t loomCommPendingPeers(loomComm_t comm, int* count);
+/* Leaves at a safe point where the other members call loomCommUpdate; then loomCommDestroy. */
+LOOM_API loomResult_t loomCommLeave(loomComm_t comm);
+/* The membership epoch: 1 after the founding rendezvous, one more per update. */
+LOOM_API loomResult_t loomCommEpoch(loomComm_t comm, uint64_t* epoch);
 /*
  * From any thread: fails every in-flight operation with loomAborted, closes connections.
  * Bounded and local. Later calls on comm fail with loomAborted; call loomCommDestroy to free it.

@@ -46,7 +46,7 @@ loomResult_t guarded(loomComm* comm, F&& body) noexcept {
 }
 
 loomResult_t initCommon(loomComm_t* out, int nranks, int rank, const char* coordinator, const loomConfig_t* config,
-                        bool fromEnv) {
+                        bool fromEnv, bool joinRunning = false) {
   return guarded(nullptr, [&]() -> Status {
     if (!out) return loom::makeError(loomInvalidArgument, "comm (output pointer) is NULL");
     *out = nullptr;
@@ -61,6 +61,11 @@ loomResult_t initCommon(loomComm_t* out, int nranks, int rank, const char* coord
       rank = env->rank;
       coordinatorAddress = env->coordinator;
       embed = embed || (settings->embeddedCoordinator == "auto" && env->coordinatorFromMaster);
+    } else if (joinRunning) {
+      coordinatorAddress = coordinator ? coordinator : loom::envOrEmpty("LOOM_COORDINATOR");
+      if (coordinatorAddress.empty())
+        return loom::makeError(loomInvalidArgument, "coordinator is NULL and LOOM_COORDINATOR is not set (want host:port)");
+      embed = false;  // a joiner finds the coordinator running
     } else {
       if (!coordinator) return loom::makeError(loomInvalidArgument, "coordinator address is NULL (want host:port)");
       coordinatorAddress = coordinator;
@@ -80,7 +85,8 @@ loomResult_t initCommon(loomComm_t* out, int nranks, int rank, const char* coord
       if (!started) return started.error();
       server = std::move(*started);
     }
-    auto impl = loom::Communicator::create(nranks, rank, coordinatorAddress, *settings, std::move(server));
+    auto impl =
+        loom::Communicator::create(nranks, rank, coordinatorAddress, *settings, std::move(server), joinRunning);
     if (!impl) return impl.error();
     auto* handle = new loomComm;
     handle->impl = std::move(*impl);
@@ -176,6 +182,42 @@ loomResult_t loomCommInitRank(loomComm_t* comm, int nranks, int rank, const char
 
 loomResult_t loomCommInitFromEnv(loomComm_t* comm, const loomConfig_t* config) {
   return initCommon(comm, 0, 0, nullptr, config, true);
+}
+
+loomResult_t loomCommJoin(loomComm_t* comm, const char* coordinator, const loomConfig_t* config) {
+  return initCommon(comm, 1, -1, coordinator, config, false, true);
+}
+
+loomResult_t loomCommUpdate(loomComm_t comm) {
+  return guarded(comm, [&]() -> Status {
+    LOOM_RETURN_IF_ERROR(checkComm(comm));
+    return comm->impl->update();
+  });
+}
+
+loomResult_t loomCommPendingPeers(loomComm_t comm, int* count) {
+  return guarded(comm, [&]() -> Status {
+    LOOM_RETURN_IF_ERROR(checkComm(comm));
+    if (!count) return loom::makeError(loomInvalidArgument, "count (output pointer) is NULL");
+    *count = comm->impl->pendingPeers();
+    return Status::ok();
+  });
+}
+
+loomResult_t loomCommLeave(loomComm_t comm) {
+  return guarded(comm, [&]() -> Status {
+    LOOM_RETURN_IF_ERROR(checkComm(comm));
+    return comm->impl->leave();
+  });
+}
+
+loomResult_t loomCommEpoch(loomComm_t comm, uint64_t* epoch) {
+  return guarded(comm, [&]() -> Status {
+    LOOM_RETURN_IF_ERROR(checkHandle(comm));
+    if (!epoch) return loom::makeError(loomInvalidArgument, "epoch (output pointer) is NULL");
+    *epoch = comm->impl->epoch();
+    return Status::ok();
+  });
 }
 
 loomResult_t loomCommDestroy(loomComm_t comm) {

@@ -5,9 +5,12 @@
 
 #include "protocol/wire.h"
 
+#include <atomic>
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <utility>
 
 #include <netdb.h>
@@ -103,17 +106,33 @@ Expected<Fd> connectTo(const std::string& host, uint16_t port, const Deadline& d
   return unreachable(where, lastErr);
 }
 
+Membership membershipOf(const wire::Header& h, wire::JoinAccept&& a) {
+  Membership m;
+  m.commId = h.commId;
+  m.epoch = h.epoch;
+  m.rank = a.rank;
+  m.size = static_cast<int>(a.worldSize);
+  m.heartbeatMs = static_cast<int>(a.heartbeatMs);
+  m.addresses = std::move(a.addresses);
+  m.previousRanks.assign(a.previousRanks.begin(), a.previousRanks.end());
+  return m;
+}
+
 class ClientImpl final : public Client {
  public:
   ClientImpl(Fd fd, std::string where) : fd_(std::move(fd)), where_(std::move(where)) {}
 
   Status rendezvous(uint64_t commId, int worldSize, int requestedRank, const std::string& myAddress,
-                    const Deadline& deadline);
+                    const Deadline& deadline, const JoinOptions& options);
   const Membership& membership() const override { return membership_; }
   int fd() const override { return fd_.get(); }
   Status sendHeartbeat() override;
   Status onReadable() override;
   void leave() override;
+  Status requestUpdate(const std::string& nextAddress, const std::vector<int>& suspects, bool leaving,
+                       int timeoutMs) override;
+  Expected<Membership> awaitEpoch(Deadline deadline) override;
+  int pendingJoiners() const override { return pending_.load(std::memory_order_relaxed); }
 
  private:
   wire::Header header(wire::Type t) {
@@ -130,6 +149,7 @@ class ClientImpl final : public Client {
   Expected<bool> nextFrame(wire::Header& h, std::vector<uint8_t>& payload);
   Status fail(Status s) {
     if (broken_.isOk()) broken_ = std::move(s);
+    cv_.notify_all();  // an awaitEpoch() learns why
     return broken_;
   }
 
@@ -140,13 +160,21 @@ class ClientImpl final : public Client {
   std::vector<uint8_t> rx_;  // bytes received, not yet a complete frame
   std::vector<uint8_t> tx_;  // the unsent tail of a partially written frame
   Status broken_;            // sticky: once the connection failed, every call reports why
+  // Guards everything above against the two threads that use it: the event loop (heartbeats,
+  // reads) and the caller of requestUpdate/awaitEpoch.
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::optional<Membership> nextEpoch_;  // an EpochStart read by the event loop, not yet taken
+  std::atomic<int> pending_{0};
 };
 
 Status ClientImpl::rendezvous(uint64_t commId, int worldSize, int requestedRank, const std::string& myAddress,
-                              const Deadline& deadline) {
+                              const Deadline& deadline, const JoinOptions& options) {
   membership_.commId = commId;
-  tx_ = wire::encode(header(wire::Type::JoinRequest),
-                     wire::JoinRequest{LOOM_VERSION_CODE, uint32_t(worldSize), requestedRank, myAddress});
+  wire::Header jh = header(wire::Type::JoinRequest);
+  if (options.running) jh.flags |= wire::kJoinRunning;
+  tx_ = wire::encode(jh, wire::JoinRequest{LOOM_VERSION_CODE, uint32_t(worldSize), requestedRank, myAddress,
+                                           options.maxWorld});
   while (!tx_.empty()) {
     LOOM_RETURN_IF_ERROR(flush());
     if (!tx_.empty() && pollFor(fd(), POLLOUT, deadline) == 0)
@@ -160,6 +188,11 @@ Status ClientImpl::rendezvous(uint64_t commId, int worldSize, int requestedRank,
     if (!got) return got.error();
     if (*got) break;
     int ready = pollFor(fd(), POLLIN, deadline);
+      if (ready == 0 && options.running)
+      return makeError(loomTimeout,
+                       "joining communicator {:#x} at the coordinator {} timed out: its members did not admit this "
+                       "rank (loomCommUpdate) before the deadline",
+                       commId, where_);
     if (ready == 0)
       return makeError(loomTimeout,
                        "rendezvous of communicator {:#x} at the coordinator {} timed out: not all {} ranks joined "
@@ -187,16 +220,13 @@ Status ClientImpl::rendezvous(uint64_t commId, int worldSize, int requestedRank,
                      wire::typeName(h.type));
   auto a = wire::decodeJoinAccept(payload);
   if (!a) return a.error();
-  if (h.commId != commId || a->worldSize != uint32_t(worldSize) || (requestedRank >= 0 && a->rank != requestedRank))
+  if (h.commId != commId ||
+      (!options.running && (a->worldSize != uint32_t(worldSize) || (requestedRank >= 0 && a->rank != requestedRank))))
     return makeError(loomInternalError,
                      "the coordinator at {} accepted communicator {:#x} rank {} of {}, but this rank asked for "
                      "{:#x} rank {} of {}",
                      where_, h.commId, a->rank, a->worldSize, commId, requestedRank, worldSize);
-  membership_.epoch = h.epoch;
-  membership_.rank = a->rank;
-  membership_.size = static_cast<int>(a->worldSize);
-  membership_.heartbeatMs = static_cast<int>(a->heartbeatMs);
-  membership_.addresses = std::move(a->addresses);
+  membership_ = membershipOf(h, std::move(*a));
   return Status::ok();
 }
 
@@ -228,6 +258,7 @@ Expected<bool> ClientImpl::nextFrame(wire::Header& h, std::vector<uint8_t>& payl
 }
 
 Status ClientImpl::sendHeartbeat() {
+  std::lock_guard lock(mu_);
   LOOM_RETURN_IF_ERROR(broken_);
   LOOM_RETURN_IF_ERROR(flush());
   // The tail of an earlier frame is still queued: the socket is full, so this beat is dropped
@@ -240,6 +271,7 @@ Status ClientImpl::sendHeartbeat() {
 }
 
 Status ClientImpl::onReadable() {
+  std::lock_guard lock(mu_);
   LOOM_RETURN_IF_ERROR(broken_);
   Status closed;  // EOF or a read error; reported after the frames that arrived before it
   for (;;) {
@@ -263,6 +295,21 @@ Status ClientImpl::onReadable() {
     if (!got) return fail(got.error());
     if (!*got) break;
     if (h.type == wire::Type::HeartbeatAck) continue;
+    if (h.type == wire::Type::PendingNotice) {
+      auto n = wire::decodePendingNotice(payload);
+      if (!n) return fail(n.error());
+      pending_.store(static_cast<int>(n->joiners), std::memory_order_relaxed);
+      continue;
+    }
+    if (h.type == wire::Type::EpochStart) {
+      auto a = wire::decodeJoinAccept(payload);
+      if (!a) return fail(a.error());
+      nextEpoch_ = membershipOf(h, std::move(*a));
+      membership_.epoch = h.epoch;  // heartbeats from now on speak of the new epoch
+      pending_.store(0, std::memory_order_relaxed);
+      cv_.notify_all();
+      continue;
+    }
     if (h.type == wire::Type::Reject) {  // says more than the EOF that follows it
       auto r = wire::decodeReject(payload);
       if (!r) return fail(r.error());
@@ -275,7 +322,44 @@ Status ClientImpl::onReadable() {
   return closed.isOk() ? Status::ok() : fail(std::move(closed));
 }
 
+Status ClientImpl::requestUpdate(const std::string& nextAddress, const std::vector<int>& suspects, bool leaving,
+                                 int timeoutMs) {
+  std::lock_guard lock(mu_);
+  LOOM_RETURN_IF_ERROR(broken_);
+  nextEpoch_.reset();
+  wire::UpdateRequest req;
+  req.flags = leaving ? wire::kUpdateLeaving : 0;
+  req.timeoutMs = static_cast<uint32_t>(std::max(timeoutMs, 0));
+  req.address = nextAddress;
+  req.suspects.assign(suspects.begin(), suspects.end());
+  std::vector<uint8_t> frame = wire::encode(header(wire::Type::UpdateRequest), req);
+  tx_.insert(tx_.end(), frame.begin(), frame.end());
+  // Small, and the socket is nearly always writable; bounded all the same.
+  Deadline deadline = Deadline::afterMs(1000);
+  while (!tx_.empty()) {
+    LOOM_RETURN_IF_ERROR(flush());
+    if (!tx_.empty() && pollFor(fd(), POLLOUT, deadline) == 0)
+      return fail(makeError(loomTimeout, "the coordinator at {} does not take the UpdateRequest", where_));
+  }
+  return Status::ok();
+}
+
+Expected<Membership> ClientImpl::awaitEpoch(Deadline deadline) {
+  std::unique_lock lock(mu_);
+  cv_.wait_until(lock, deadline.at(), [&] { return nextEpoch_.has_value() || !broken_.isOk(); });
+  if (nextEpoch_) {
+    Membership m = std::move(*nextEpoch_);
+    nextEpoch_.reset();
+    membership_ = m;
+    return m;
+  }
+  if (!broken_.isOk()) return broken_;
+  return makeError(loomTimeout, "the coordinator at {} started no new epoch of communicator {:#x} before the deadline",
+                   where_, membership_.commId);
+}
+
 void ClientImpl::leave() {
+  std::lock_guard lock(mu_);
   if (fd() < 0) return;
   if (broken_.isOk()) {
     // Best effort, bounded: finish any partial frame, then say goodbye.
@@ -319,7 +403,8 @@ Expected<std::pair<std::string, uint16_t>> parseHostPort(const std::string& text
 
 Expected<std::unique_ptr<Client>> Client::join(const std::string& coordinator, uint64_t commId, int worldSize,
                                                int requestedRank, const std::string& myAddress, Deadline deadline,
-                                               int retryRefusedMs) {
+                                               const JoinOptions& options) {
+  const int retryRefusedMs = options.retryRefusedMs;
   if (worldSize < 1 || uint32_t(worldSize) > wire::kMaxWorldSize)
     return makeError(loomInvalidArgument, "world size {} is outside 1..{}", worldSize, wire::kMaxWorldSize);
   if (requestedRank < -1 || requestedRank >= worldSize)
@@ -341,7 +426,7 @@ Expected<std::unique_ptr<Client>> Client::join(const std::string& coordinator, u
   int one = 1;
   ::setsockopt(fd->get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);  // heartbeats are tiny: no Nagle delay
   auto client = std::make_unique<ClientImpl>(std::move(*fd), hostPortText(hostPort->first, hostPort->second));
-  LOOM_RETURN_IF_ERROR(client->rendezvous(commId, worldSize, requestedRank, myAddress, deadline));
+  LOOM_RETURN_IF_ERROR(client->rendezvous(commId, worldSize, requestedRank, myAddress, deadline, options));
   return std::unique_ptr<Client>(std::move(client));
 }
 

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,15 @@ struct Membership {
   int size = 0;
   int heartbeatMs = 0;
   std::vector<std::string> addresses;  // index = rank
+  std::vector<int> previousRanks;      // index = rank: rank in the previous epoch, -1 if new (empty at founding)
+};
+
+// How a rank joins: founding a communicator (the rendezvous of all its first ranks), or joining
+// one that runs already (admitted at its members' next update).
+struct JoinOptions {
+  bool running = false;
+  uint32_t maxWorld = 0;   // founders: the most members it may grow to (0: no limit)
+  int retryRefusedMs = 0;  // a refused connection is retried this long (the coordinator may start later)
 };
 
 // "host:port" -> (host, port); loomInvalidArgument naming the text if malformed.
@@ -33,7 +43,7 @@ class Client {
   // coordinator may start a moment after this rank.
   static Expected<std::unique_ptr<Client>> join(const std::string& coordinator, uint64_t commId, int worldSize,
                                                 int requestedRank, const std::string& myAddress, Deadline deadline,
-                                                int retryRefusedMs = 0);
+                                                const JoinOptions& options = {});
   virtual ~Client() = default;
   virtual const Membership& membership() const = 0;
   // The socket, non-blocking, for the event loop to watch.
@@ -44,6 +54,15 @@ class Client {
   virtual Status onReadable() = 0;
   // Tell the coordinator this rank leaves on purpose, then close.
   virtual void leave() = 0;
+
+  // Membership changes. Thread-safe against the event loop's heartbeat/onReadable.
+  // Ask for the next epoch (this member is at its safe point); suspects: ranks it saw fail.
+  virtual Status requestUpdate(const std::string& nextAddress, const std::vector<int>& suspects, bool leaving,
+                               int timeoutMs) = 0;
+  // Waits until the coordinator starts the next epoch (the event loop reads the socket).
+  virtual Expected<Membership> awaitEpoch(Deadline deadline) = 0;
+  // Joiners waiting for the next update, as the coordinator last said.
+  virtual int pendingJoiners() const = 0;
 };
 
 }  // namespace loom::coord

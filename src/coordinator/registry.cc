@@ -16,7 +16,7 @@ int Communicator::presentCount() const {
 }
 
 Expected<std::optional<Rendezvous>> Registry::join(PeerId peer, uint64_t commId, const wire::JoinRequest& req,
-                                                   Clock::time_point now) {
+                                                   Clock::time_point now, bool running) {
   // Patch releases interoperate; another major.minor may speak another protocol.
   if (req.libraryVersion / 100 != LOOM_VERSION_CODE / 100)
     return makeError(loomVersionMismatch,
@@ -26,11 +26,24 @@ Expected<std::optional<Rendezvous>> Registry::join(PeerId peer, uint64_t commId,
     return makeError(loomInvalidUsage, "this connection already joined communicator {:#x}; send JoinRequest once",
                      it->second.commId);
 
+  if (running) {
+    auto it = comms_.find(commId);
+    if (it == comms_.end())
+      return makeError(loomInvalidUsage,
+                       "communicator {:#x} is not running at this coordinator: nothing to join (check LOOM_COMM_ID, "
+                       "or start it with loomCommInitRank)",
+                       commId);
+    LOOM_RETURN_IF_ERROR(admitRunning(it->second, req));
+    it->second.joiners.push_back({peer, -1, req.address});
+    peers_[peer] = PeerRef{commId, kJoiner};
+    return std::optional<Rendezvous>();
+  }
   auto [it, fresh] = comms_.try_emplace(commId);
   Communicator& c = it->second;
   if (fresh) {
     c.commId = commId;
     c.worldSize = req.worldSize;
+    c.maxWorld = req.maxWorld;
     c.firstJoiner = req.address;
     c.created = now;
   }
@@ -71,6 +84,17 @@ Status Registry::admit(Communicator& c, const wire::JoinRequest& req) const {
   return Status::ok();
 }
 
+// The rules a joiner of a running communicator must pass before it waits for the next update.
+Status Registry::admitRunning(const Communicator& c, const wire::JoinRequest& req) const {
+  (void)req;  // a communicator still forming takes joiners too: they wait for its first update
+  const size_t members = static_cast<size_t>(c.presentCount());
+  if (c.maxWorld > 0 && members + c.joiners.size() >= c.maxWorld)
+    return makeError(loomInvalidUsage,
+                     "communicator {:#x} is full: {} members and {} joiners waiting, at most {} (LOOM_MAX_WORLD)",
+                     c.commId, members, c.joiners.size(), c.maxWorld);
+  return Status::ok();
+}
+
 // Every rank has arrived: requested ranks first, then "any" in arrival order to the lowest free.
 Rendezvous Registry::complete(Communicator& c, Clock::time_point now) {
   std::vector<const Communicator::Pending*> byRank(c.worldSize, nullptr);
@@ -106,6 +130,106 @@ Rendezvous Registry::complete(Communicator& c, Clock::time_point now) {
   return out;
 }
 
+Expected<std::optional<EpochChange>> Registry::requestUpdate(PeerId peer, uint64_t epoch,
+                                                             const wire::UpdateRequest& req, Clock::time_point now) {
+  auto pit = peers_.find(peer);
+  if (pit == peers_.end() || pit->second.rank < 0)
+    return makeError(loomInvalidUsage, "UpdateRequest from a connection that is not a member of any communicator");
+  Communicator& c = comms_.at(pit->second.commId);
+  const int rank = pit->second.rank;
+  if (epoch != c.epoch)
+    return makeError(loomInvalidUsage, "rank {} asks to leave epoch {} of communicator {:#x}, which is at epoch {}",
+                     rank, epoch, c.commId, c.epoch);
+  if (!c.updating()) {
+    c.updateStarted = now;
+    c.updateTimeout = std::chrono::milliseconds(req.timeoutMs);
+  }
+  c.ready[rank] = Communicator::Ready{req.address, (req.flags & wire::kUpdateLeaving) != 0};
+  c.members[rank].lastSeen = now;
+  for (int32_t s : req.suspects)
+    if (s >= 0 && s < static_cast<int>(c.members.size()) && s != rank) c.suspects.insert(s);
+  return trySettle(c, now);
+}
+
+bool Registry::awaited(const Communicator& c, int rank, Clock::time_point now) const {
+  const Member& m = c.members[rank];
+  return m.present && !c.suspects.contains(rank) && now - m.lastSeen <= silentAfter();
+}
+
+std::optional<EpochChange> Registry::trySettle(Communicator& c, Clock::time_point now) {
+  if (!c.updating()) return std::nullopt;
+  const bool timedOut = now - c.updateStarted >= c.updateTimeout;
+  for (int r = 0; r < static_cast<int>(c.members.size()); ++r)
+    if (!c.ready.contains(r) && awaited(c, r, now) && !timedOut) return std::nullopt;
+  return advance(c, now);
+}
+
+std::vector<EpochChange> Registry::settleUpdates(Clock::time_point now) {
+  std::vector<EpochChange> out;
+  for (auto& [id, c] : comms_)
+    if (auto change = trySettle(c, now)) out.push_back(std::move(*change));
+  return out;
+}
+
+// The next epoch: the members that asked (in rank order, not leaving, not suspected by another,
+// still connected), then the joiners in arrival order. Everyone else is left behind.
+EpochChange Registry::advance(Communicator& c, Clock::time_point now) {
+  EpochChange out;
+  out.commId = c.commId;
+  out.epoch = ++c.epoch;
+  std::vector<Member> next;
+  wire::JoinAccept accept;
+  accept.heartbeatMs = heartbeatMs_;
+  for (int r = 0; r < static_cast<int>(c.members.size()); ++r) {
+    const Member& m = c.members[r];
+    auto ready = c.ready.find(r);
+    const bool goesOn = m.present && ready != c.ready.end() && !ready->second.leaving && !c.suspects.contains(r);
+    if (goesOn) {
+      next.push_back(Member{m.peer, ready->second.address, now, true});
+      accept.addresses.push_back(ready->second.address);
+      accept.previousRanks.push_back(r);
+      continue;
+    }
+    if (!m.present) continue;  // its connection is gone already
+    peers_.erase(m.peer);
+    if (ready != c.ready.end() && ready->second.leaving) continue;  // it closes by itself
+    std::string why = c.suspects.contains(r) ? "another member reported it failed"
+                      : ready == c.ready.end() ? fmt::format("it did not come to the update within {} ms",
+                                                             c.updateTimeout.count())
+                                               : "it was removed";
+    out.removed.emplace_back(m.peer, fmt::format("rank {} of communicator {:#x} was removed at epoch {}: {}", r,
+                                                 c.commId, out.epoch, why));
+  }
+  const size_t survivors = next.size();
+  for (const auto& j : c.joiners) {
+    next.push_back(Member{j.peer, j.address, now, true});
+    accept.addresses.push_back(j.address);
+    accept.previousRanks.push_back(-1);
+  }
+  accept.worldSize = static_cast<uint32_t>(next.size());
+  for (size_t r = 0; r < next.size(); ++r) {
+    peers_[next[r].peer] = PeerRef{c.commId, static_cast<int>(r)};
+    accept.rank = static_cast<int32_t>(r);
+    (r < survivors ? out.members : out.joiners).emplace_back(next[r].peer, accept);
+  }
+  c.members = std::move(next);
+  c.worldSize = accept.worldSize;
+  c.joiners.clear();
+  c.ready.clear();
+  c.suspects.clear();
+  return out;
+}
+
+std::pair<uint32_t, std::vector<PeerId>> Registry::pendingJoiners(uint64_t commId) const {
+  std::pair<uint32_t, std::vector<PeerId>> out{0, {}};
+  const Communicator* c = find(commId);
+  if (c == nullptr) return out;
+  out.first = static_cast<uint32_t>(c->joiners.size());
+  for (const auto& m : c->members)
+    if (m.present) out.second.push_back(m.peer);
+  return out;
+}
+
 bool Registry::heartbeat(PeerId peer, Clock::time_point now) {
   auto pit = peers_.find(peer);
   if (pit == peers_.end() || pit->second.rank < 0) return false;
@@ -125,7 +249,16 @@ std::optional<Departure> Registry::depart(PeerId peer) {
   Communicator& c = cit->second;
 
   Departure d{c.commId, ref.rank, {}, false};
-  if (ref.rank < 0) {
+  if (ref.rank == kJoiner) {
+    auto j = std::find_if(c.joiners.begin(), c.joiners.end(), [&](const auto& x) { return x.peer == peer; });
+    if (j != c.joiners.end()) {
+      d.address = j->address;
+      c.joiners.erase(j);
+    }
+    d.rank = -1;
+    d.joiner = true;
+    d.forgotten = c.presentCount() == 0 && c.joiners.empty();
+  } else if (ref.rank < 0) {
     // Still gathering: its place (and requested rank) is free again for a later joiner.
     auto p = std::find_if(c.pending.begin(), c.pending.end(), [&](const auto& x) { return x.peer == peer; });
     if (p != c.pending.end()) {
@@ -136,7 +269,7 @@ std::optional<Departure> Registry::depart(PeerId peer) {
   } else {
     c.members[ref.rank].present = false;
     d.address = c.members[ref.rank].address;
-    d.forgotten = c.presentCount() == 0;
+    d.forgotten = c.presentCount() == 0 && c.joiners.empty();
   }
   if (d.forgotten) comms_.erase(cit);
   return d;

@@ -11,7 +11,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -30,6 +32,11 @@ struct Member {
 
 struct Communicator {
   enum class Phase { Gathering, Active };
+  // A member at its safe point, waiting for the next epoch.
+  struct Ready {
+    std::string address;  // its transport address in the next epoch
+    bool leaving = false;
+  };
   // A JoinRequest waiting for the world to complete; ranks are assigned only then, because a
   // later explicit request must win over an earlier "any".
   struct Pending {
@@ -46,8 +53,17 @@ struct Communicator {
   Clock::time_point created{};
   std::vector<Pending> pending;  // Gathering only, in arrival order
   std::vector<Member> members;   // Active only, index = rank
+  uint32_t maxWorld = 0;         // 0: no limit (the founders' JoinRequest)
+  std::vector<Pending> joiners;  // Active: waiting to be admitted at the next update, in arrival order
+  // The update of the current epoch, once a member asked for it: who is ready, whom members
+  // reported failed, since when, and how long members that have not asked are waited for.
+  std::map<int, Ready> ready;
+  std::set<int> suspects;
+  Clock::time_point updateStarted{};
+  std::chrono::milliseconds updateTimeout{0};
 
   int presentCount() const;
+  bool updating() const { return !ready.empty(); }
 };
 
 // What the server must send when a join completes a communicator: one JoinAccept per member.
@@ -57,12 +73,23 @@ struct Rendezvous {
   std::vector<std::pair<PeerId, wire::JoinAccept>> accepts;
 };
 
+// A new epoch: EpochStart for every member that goes on, JoinAccept for every admitted joiner,
+// and the members left behind (failed, silent or leaving), each with the reason.
+struct EpochChange {
+  uint64_t commId = 0;
+  uint64_t epoch = 0;
+  std::vector<std::pair<PeerId, wire::JoinAccept>> members;  // previously members
+  std::vector<std::pair<PeerId, wire::JoinAccept>> joiners;
+  std::vector<std::pair<PeerId, std::string>> removed;       // still connected: told why, then closed
+};
+
 // A connection that is gone (Leave or EOF): where it was, and whether that emptied its communicator.
 struct Departure {
   uint64_t commId = 0;
-  int rank = -1;  // -1: it was still waiting for the rendezvous
+  int rank = -1;  // -1: it was still waiting for the rendezvous (or, with joiner, to be admitted)
   std::string address;
   bool forgotten = false;  // the communicator is gone and its id reusable
+  bool joiner = false;     // it was waiting to join a running communicator
 };
 
 // A gathering communicator that ran out of time; the server rejects every waiting peer.
@@ -77,9 +104,23 @@ class Registry {
   explicit Registry(uint32_t heartbeatMs) : heartbeatMs_(heartbeatMs) {}
 
   // A JoinRequest from `peer`. Errors are what to Reject with. On success: nullopt while the
-  // world is incomplete, else the accepts for every member (this peer included).
+  // world is incomplete, else the accepts for every member (this peer included). With
+  // `running` (wire::kJoinRunning) the peer joins an active communicator: it waits, nullopt, until
+  // its members' next update admits it.
   Expected<std::optional<Rendezvous>> join(PeerId peer, uint64_t commId, const wire::JoinRequest& req,
-                                           Clock::time_point now);
+                                           Clock::time_point now, bool running = false);
+  // An UpdateRequest from member `peer` at `epoch`. Errors are what to Reject with (not a member,
+  // an epoch that is over). On success: the new epoch once every member still in the running has
+  // asked (nullopt until then).
+  Expected<std::optional<EpochChange>> requestUpdate(PeerId peer, uint64_t epoch, const wire::UpdateRequest& req,
+                                                     Clock::time_point now);
+  // Updates that can be decided now: every remaining member asked, or the rest departed, fell
+  // silent (no heartbeat for silentAfter()) or ran out of the update's timeout.
+  std::vector<EpochChange> settleUpdates(Clock::time_point now);
+  // A member not heard from this long (4 heartbeat periods) is not waited for at an update.
+  std::chrono::milliseconds silentAfter() const { return std::chrono::milliseconds(4 * heartbeatMs_); }
+  // Joiners waiting for communicator `commId`'s next update, and the members to tell.
+  std::pair<uint32_t, std::vector<PeerId>> pendingJoiners(uint64_t commId) const;
   // Records a heartbeat; false if `peer` is not an active member.
   bool heartbeat(PeerId peer, Clock::time_point now);
   // `peer` left or disconnected; nullopt if it had not joined anything (or already departed).
@@ -93,12 +134,19 @@ class Registry {
   size_t communicatorCount() const { return comms_.size(); }
 
  private:
+  static constexpr int kGathering = -1;  // PeerRef::rank of a founder before the rendezvous
+  static constexpr int kJoiner = -2;     // ... of a peer waiting to join a running communicator
   struct PeerRef {
     uint64_t commId = 0;
-    int rank = -1;
+    int rank = kGathering;
   };
   Status admit(Communicator& c, const wire::JoinRequest& req) const;
+  Status admitRunning(const Communicator& c, const wire::JoinRequest& req) const;
   Rendezvous complete(Communicator& c, Clock::time_point now);
+  // Whether member `rank` is still awaited by the update (present, not suspected, not silent).
+  bool awaited(const Communicator& c, int rank, Clock::time_point now) const;
+  std::optional<EpochChange> trySettle(Communicator& c, Clock::time_point now);
+  EpochChange advance(Communicator& c, Clock::time_point now);
 
   uint32_t heartbeatMs_;
   std::unordered_map<uint64_t, Communicator> comms_;

@@ -59,8 +59,11 @@ void warn(fmt::format_string<Args...> f, Args&&... args) {
 
 bool fromPeer(wire::Type t) {
   return t == wire::Type::JoinRequest || t == wire::Type::Heartbeat || t == wire::Type::Leave ||
-         t == wire::Type::Reject;
+         t == wire::Type::Reject || t == wire::Type::UpdateRequest;
 }
+
+// How often pending updates are looked at (members falling silent, update timeouts).
+constexpr auto kSettlePeriod = std::chrono::milliseconds(20);
 
 struct Conn {
   Conn(tcp::socket s, PeerId i) : socket(std::move(s)), linger(socket.get_executor()), id(i) {}
@@ -91,6 +94,10 @@ class ServerImpl final : public Server {
   awaitable<void> sweepLoop();
   Status handle(const ConnPtr& c, const wire::Header& h, std::span<const uint8_t> payload);
   Status onJoin(const ConnPtr& c, const wire::Header& h, std::span<const uint8_t> payload);
+  Status onUpdate(const ConnPtr& c, const wire::Header& h, std::span<const uint8_t> payload);
+  awaitable<void> settleLoop();
+  void startEpoch(const EpochChange& change);
+  void tellPending(uint64_t commId);
   wire::Header header(wire::Type t, uint64_t commId, uint64_t epoch);
   void send(const ConnPtr& c, std::vector<uint8_t> frame);
   void reject(const ConnPtr& c, uint64_t commId, const Status& why);
@@ -101,6 +108,7 @@ class ServerImpl final : public Server {
   asio::io_context io_{1};  // declared before everything that holds an I/O object
   tcp::acceptor acceptor_{io_};
   asio::steady_timer sweep_{io_};
+  asio::steady_timer settle_{io_};
   Registry registry_;
   std::unordered_map<PeerId, ConnPtr> conns_;
   PeerId nextPeer_ = 1;
@@ -139,6 +147,7 @@ Status ServerImpl::listen() {
 void ServerImpl::run() {
   asio::co_spawn(io_, acceptLoop(), asio::detached);
   if (opt_.rendezvousTimeoutMs > 0) asio::co_spawn(io_, sweepLoop(), asio::detached);
+  asio::co_spawn(io_, settleLoop(), asio::detached);
   std::packaged_task<void()> task([this] {
     log::nameThread("loom-coord");
     io_.run();
@@ -162,6 +171,7 @@ void ServerImpl::closeAll() {
   error_code ignored;
   acceptor_.close(ignored);
   sweep_.cancel();
+  settle_.cancel();
   for (auto& [id, c] : conns_) {
     c->linger.cancel();
     c->socket.close(ignored);
@@ -242,6 +252,8 @@ Status ServerImpl::handle(const ConnPtr& c, const wire::Header& h, std::span<con
     case wire::Type::Leave:
       departed(c, "left");
       return Status::ok();
+    case wire::Type::UpdateRequest:
+      return onUpdate(c, h, payload);
     case wire::Type::Reject: {  // the peer gives up on us; it closes next
       auto m = wire::decodeReject(payload);
       info("{} sent Reject: {}", c->remote, m ? Status(loomResult_t(m->code), m->message).toString() : "(malformed)");
@@ -256,8 +268,14 @@ Status ServerImpl::handle(const ConnPtr& c, const wire::Header& h, std::span<con
 Status ServerImpl::onJoin(const ConnPtr& c, const wire::Header& h, std::span<const uint8_t> payload) {
   auto req = wire::decodeJoinRequest(payload);
   if (!req) return req.error();
-  auto joined = registry_.join(c->id, h.commId, *req, Clock::now());
+  const bool running = (h.flags & wire::kJoinRunning) != 0;
+  auto joined = registry_.join(c->id, h.commId, *req, Clock::now(), running);
   if (!joined) return joined.error();
+  if (running) {
+    info("communicator {:#x}: {} ('{}') waits to join at the next update", h.commId, c->remote, req->address);
+    tellPending(h.commId);
+    return Status::ok();
+  }
   if (!joined->has_value()) {
     const Communicator* comm = registry_.find(h.commId);
     info("communicator {:#x}: {} ('{}') waiting for the world, {} of {}", h.commId, c->remote, req->address,
@@ -269,7 +287,52 @@ Status ServerImpl::onJoin(const ConnPtr& c, const wire::Header& h, std::span<con
     if (auto it = conns_.find(peer); it != conns_.end())
       send(it->second, wire::encode(header(wire::Type::JoinAccept, rv.commId, rv.epoch), accept));
   info("communicator {:#x}: all {} ranks joined, epoch {}", rv.commId, rv.accepts.size(), rv.epoch);
+  if (registry_.pendingJoiners(rv.commId).first > 0) tellPending(rv.commId);  // joiners came early
   return Status::ok();
+}
+
+Status ServerImpl::onUpdate(const ConnPtr& c, const wire::Header& h, std::span<const uint8_t> payload) {
+  auto req = wire::decodeUpdateRequest(payload);
+  if (!req) return req.error();
+  auto change = registry_.requestUpdate(c->id, h.epoch, *req, Clock::now());
+  if (!change) return change.error();
+  if (change->has_value()) startEpoch(**change);
+  return Status::ok();
+}
+
+// Members learn their new rank and peers (EpochStart), joiners are admitted (JoinAccept), and
+// members left behind are told why before their connection is closed.
+void ServerImpl::startEpoch(const EpochChange& change) {
+  for (const auto& [peer, accept] : change.members)
+    if (auto it = conns_.find(peer); it != conns_.end())
+      send(it->second, wire::encodeAs(wire::Type::EpochStart, header(wire::Type::EpochStart, change.commId, change.epoch),
+                                      accept));
+  for (const auto& [peer, accept] : change.joiners)
+    if (auto it = conns_.find(peer); it != conns_.end())
+      send(it->second, wire::encode(header(wire::Type::JoinAccept, change.commId, change.epoch), accept));
+  for (const auto& [peer, why] : change.removed)
+    if (auto it = conns_.find(peer); it != conns_.end()) reject(it->second, change.commId, Status(loomPeerLost, why));
+  info("communicator {:#x}: epoch {} with {} members ({} joined, {} removed)", change.commId, change.epoch,
+       change.members.size() + change.joiners.size(), change.joiners.size(), change.removed.size());
+}
+
+void ServerImpl::tellPending(uint64_t commId) {
+  auto [joiners, members] = registry_.pendingJoiners(commId);
+  const Communicator* comm = registry_.find(commId);
+  for (PeerId p : members)
+    if (auto it = conns_.find(p); it != conns_.end())
+      send(it->second, wire::encode(header(wire::Type::PendingNotice, commId, comm ? comm->epoch : 0),
+                                    wire::PendingNotice{joiners}));
+}
+
+awaitable<void> ServerImpl::settleLoop() {
+  while (!stopping_) {
+    settle_.expires_after(kSettlePeriod);
+    error_code ec;
+    co_await settle_.async_wait(asio::redirect_error(use_awaitable, ec));
+    if (stopping_) co_return;
+    for (const auto& change : registry_.settleUpdates(Clock::now())) startEpoch(change);
+  }
 }
 
 awaitable<void> ServerImpl::sweepLoop() {
@@ -351,6 +414,9 @@ void ServerImpl::departed(const ConnPtr& c, const char* how) {
   else
     info("communicator {:#x}: waiting peer '{}' ({}) {}", d->commId, d->address, c->remote, how);
   if (d->forgotten) info("communicator {:#x}: no members left; forgotten", d->commId);
+  if (d->joiner) tellPending(d->commId);
+  // The members still in an update may have been waiting only for this one.
+  for (const auto& change : registry_.settleUpdates(Clock::now())) startEpoch(change);
 }
 
 }  // namespace

@@ -6,9 +6,12 @@
 #include "core/log.h"
 
 #include <sched.h>
+#include <sys/epoll.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <thread>
 
 namespace loom {
@@ -45,54 +48,168 @@ inline void cpuRelax() {
 
 Communicator::Communicator(const Settings& settings) : settings_(settings) {}
 
+Expected<std::unique_ptr<transport::Transport>> Communicator::newTransport(std::string& address) const {
+  transport::TransportOptions topts;
+  topts.streamsPerPeer = settings_.streamsPerPeer;
+  topts.listenHost = settings_.listenHost;
+  topts.commId = settings_.commId;
+  topts.peerTimeoutMs = settings_.peerTimeoutMs;
+  auto tp = transport::createTransport(settings_.transport, topts);
+  if (!tp) return tp.error();
+  auto listening = (*tp)->listen();
+  if (!listening) return listening.error();
+  address = *listening;
+  return std::move(*tp);
+}
+
+Status Communicator::install(std::unique_ptr<transport::Transport> next, const coord::Membership& m,
+                             Deadline deadline) {
+  next->setEpoch(m.epoch);
+  // Connecting takes a while; the old transport stays in place (and polled) until it is done.
+  LOOM_RETURN_IF_ERROR(next->connect(m.rank, m.addresses, deadline));
+  std::unique_ptr<transport::Transport> old;
+  {
+    std::lock_guard<std::mutex> lock(engineMu_);
+    if (transport_) {
+      epoll_ctl(eventFd_, EPOLL_CTL_DEL, transport_->eventFd(), nullptr);
+      old = std::move(transport_);
+    }
+    transport_ = std::move(next);
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    if (epoll_ctl(eventFd_, EPOLL_CTL_ADD, transport_->eventFd(), &ev) != 0)
+      return makeError(loomSystemError, "epoll_ctl: cannot watch the transport: {}", std::strerror(errno));
+    rank_ = m.rank;
+    size_ = m.size;
+    epoch_ = m.epoch;
+    previousRanks_ = m.previousRanks;
+    // Every member starts the epoch with the same numbering, joiners included.
+    blockingSeq_ = 0;
+    p2pSendSeq_.assign(m.size, 0);
+    p2pRecvSeq_.assign(m.size, 0);
+    tagGeneration_.clear();
+    sendTagGeneration_.assign(m.size, {});
+    recvTagGeneration_.assign(m.size, {});
+    broken_ = Status::ok();
+    earlyRemoteErrors_.clear();
+    spinYield_ = settings_.spinYield == "auto" ? oversubscribed(m.addresses, m.rank) : settings_.spinYield == "1";
+  }
+  log::setThreadRank(m.rank);
+  // Closing the previous epoch's connections: the peers have installed theirs or are about to.
+  if (old) old->shutdown(makeError(loomAborted, "epoch {} ended", m.epoch - 1));
+  return Status::ok();
+}
+
 Expected<std::unique_ptr<Communicator>> Communicator::create(int nranks, int rank, const std::string& coordinator,
                                                               const Settings& settings,
-                                                              std::unique_ptr<coord::Server> embedded) {
+                                                              std::unique_ptr<coord::Server> embedded,
+                                                              bool joinRunning) {
   std::unique_ptr<Communicator> comm(new Communicator(settings));
   comm->embedded_ = std::move(embedded);
+  comm->eventFd_ = epoll_create1(EPOLL_CLOEXEC);
+  if (comm->eventFd_ < 0) return makeError(loomSystemError, "epoll_create1: {}", std::strerror(errno));
   Deadline deadline = Deadline::afterMs(settings.connectTimeoutMs);
-  transport::TransportOptions topts;
-  topts.streamsPerPeer = settings.streamsPerPeer;
-  topts.listenHost = settings.listenHost;
-  topts.commId = settings.commId;
-  topts.peerTimeoutMs = settings.peerTimeoutMs;
-  auto tp = transport::createTransport(settings.transport, topts);
+  auto tp = comm->newTransport(comm->dataAddress_);
   if (!tp) return tp.error();
-  comm->transport_ = std::move(*tp);
-  auto address = comm->transport_->listen();
-  if (!address) return address.error();
-  comm->dataAddress_ = *address;
 
-  auto client =
-      coord::Client::join(coordinator, settings.commId, nranks, rank, *address, deadline, settings.coordinatorWaitMs);
+  coord::JoinOptions jopts;
+  jopts.running = joinRunning;
+  jopts.maxWorld = static_cast<uint32_t>(settings.maxWorld);
+  jopts.retryRefusedMs = settings.coordinatorWaitMs;
+  auto client = coord::Client::join(coordinator, settings.commId, joinRunning ? 1 : nranks, joinRunning ? -1 : rank,
+                                    comm->dataAddress_, deadline, jopts);
   if (!client) return client.error();
   comm->coordinator_ = std::move(*client);
   const coord::Membership& m = comm->coordinator_->membership();
-  comm->rank_ = m.rank;
-  comm->size_ = m.size;
-  log::setThreadRank(m.rank);
-  // The epoch is fixed at set-up for now; membership changes will rebuild the mesh per epoch.
-  LOOM_RETURN_IF_ERROR(comm->transport_->connect(m.rank, m.addresses, deadline));
-  comm->spinYield_ = settings.spinYield == "auto" ? oversubscribed(m.addresses, m.rank) : settings.spinYield == "1";
-  comm->p2pSendSeq_.assign(m.size, 0);
-  comm->p2pRecvSeq_.assign(m.size, 0);
-  comm->sendTagGeneration_.resize(m.size);
-  comm->recvTagGeneration_.resize(m.size);
+  LOOM_RETURN_IF_ERROR(comm->install(std::move(*tp), m, deadline));
   comm->loop_ = std::make_unique<EventLoop>(*comm);
   comm->loop_->start(m.rank, m.heartbeatMs > 0 ? m.heartbeatMs : settings.heartbeatMs,
                      settings.peerTimeoutMs > 0 ? std::max(settings.peerTimeoutMs / 4, 10) : 0);
-  log::info(log::Subsys::Init, "communicator {} ready: rank {} of {}, transport {}, waiters {}", settings.commId,
-            m.rank, m.size, settings.transport, comm->spinYield_ ? "yield while spinning" : "spin");
+  log::info(log::Subsys::Init, "communicator {} ready: rank {} of {} (epoch {}), transport {}, waiters {}",
+            settings.commId, m.rank, m.size, m.epoch, settings.transport,
+            comm->spinYield_ ? "yield while spinning" : "spin");
+  if (joinRunning) LOOM_RETURN_IF_ERROR(comm->quorum());
   return comm;
+}
+
+Status Communicator::quorum() const {
+  if (size_ >= settings_.minWorld) return Status::ok();
+  return makeError(loomBelowQuorum, "communicator {:#x} has {} members at epoch {}, fewer than the minimum {} "
+                                    "(LOOM_MIN_WORLD): wait for joiners and call loomCommUpdate, or give up",
+                   settings_.commId, size_, epoch_, settings_.minWorld);
+}
+
+int Communicator::pendingPeers() const { return coordinator_ ? coordinator_->pendingJoiners() : 0; }
+
+Status Communicator::update() {
+  if (aborted_) return makeError(loomAborted, "communicator was aborted; destroy it and create a new one");
+  std::vector<int> suspects;
+  {
+    std::lock_guard<std::mutex> lock(engineMu_);
+    Status why = transport_->health();
+    if (why.isOk()) why = broken_;
+    if (!active_.empty()) {
+      if (why.isOk())
+        return makeError(loomInvalidUsage, "loomCommUpdate with {} operations in flight: wait for them first (an "
+                                           "update is a safe point)",
+                         active_.size());
+      failAllLocked(why);  // they cannot complete in this epoch anyway
+    }
+    for (const auto& f : transport_->failures()) suspects.push_back(f.rank);
+  }
+  std::string address;
+  auto next = newTransport(address);
+  if (!next) return next.error();
+  LOOM_RETURN_IF_ERROR(coordinator_->requestUpdate(address, suspects, false, settings_.updateTimeoutMs));
+  Deadline deadline = Deadline::afterMs(int64_t(settings_.updateTimeoutMs) + settings_.connectTimeoutMs);
+  auto m = coordinator_->awaitEpoch(deadline);
+  if (!m) return m.error();
+  LOOM_RETURN_IF_ERROR(install(std::move(*next), *m, deadline));
+  log::info(log::Subsys::Init, "communicator {:#x}: epoch {}, rank {} of {}", settings_.commId, m->epoch, m->rank,
+            m->size);
+  return quorum();
+}
+
+Status Communicator::leave() {
+  if (aborted_) return makeError(loomAborted, "communicator was aborted; destroy it and create a new one");
+  {
+    std::lock_guard<std::mutex> lock(engineMu_);
+    if (!active_.empty())
+      return makeError(loomInvalidUsage, "loomCommLeave with {} operations in flight: wait for them first",
+                       active_.size());
+  }
+  if (coordinator_) (void)coordinator_->requestUpdate("", {}, true, settings_.updateTimeoutMs);
+  return shutdown();
 }
 
 Communicator::~Communicator() {
   if (loop_) loop_->stop();
   if (transport_) transport_->shutdown(makeError(loomAborted, "communicator destroyed"));
+  if (eventFd_ >= 0) ::close(eventFd_);
 }
 
-int Communicator::transportFd() const { return transport_->eventFd(); }
+int Communicator::transportFd() const { return eventFd_; }
 int Communicator::coordinatorFd() const { return coordinator_ ? coordinator_->fd() : -1; }
+
+namespace {
+// Whether the operation writes over its own input (a reduction in place): that input is saved so a
+// failure can give it back. All-gather in place never overwrites this rank's block, broadcast's
+// root only reads, so neither needs it.
+size_t inputToSave(const coll::Args& a, int rank, int size) {
+  const size_t elem = dataTypeSize(a.dtype);
+  switch (a.kind) {
+    case coll::Kind::AllReduce:
+    case coll::Kind::Reduce:
+      return a.send == a.recv ? a.count * elem : 0;
+    case coll::Kind::ReduceScatter:
+      return static_cast<const uint8_t*>(a.send) + size_t(rank) * a.count * elem == a.recv
+                 ? a.count * elem * size_t(size)
+                 : 0;
+    default:
+      return 0;
+  }
+}
+}  // namespace
 
 Expected<OpPtr> Communicator::start(const coll::Args& args, std::optional<uint64_t> userTag) {
   if (aborted_) return makeError(loomAborted, "communicator was aborted; destroy it and create a new one");
@@ -100,8 +217,6 @@ Expected<OpPtr> Communicator::start(const coll::Args& args, std::optional<uint64
   op->args = args;
   op->deadline = Deadline::afterMs(settings_.timeoutMs);
   std::lock_guard<std::mutex> lock(engineMu_);
-  if (Status h = transport_->health(); !h.isOk()) return h;
-  if (!broken_.isOk()) return broken_;
   bool p2p = args.kind == coll::Kind::Send || args.kind == coll::Kind::Recv;
   if (userTag) {
     uint32_t kind = p2p ? kSpaceP2PAsync : kSpaceAsync;
@@ -120,6 +235,15 @@ Expected<OpPtr> Communicator::start(const coll::Args& args, std::optional<uint64
   } else {
     op->tag = {blockingSeq_++, kSpaceBlocking, 0};
   }
+  // A peer was lost (here or anywhere): nothing new starts until the membership is updated. The
+  // peers hear about it, so a rank already waiting in this operation is not left waiting.
+  Status refused = transport_->health();
+  if (refused.isOk()) refused = broken_;
+  if (refused.isOk() && size_ < settings_.minWorld) refused = quorum();
+  if (!refused.isOk()) {
+    transport_->sendOpError(op->tag, refused);
+    return refused;
+  }
   coll::Context ctx;
   ctx.transport = transport_.get();
   ctx.rank = rank_;
@@ -132,6 +256,13 @@ Expected<OpPtr> Communicator::start(const coll::Args& args, std::optional<uint64
   ctx.base = op->tag;
   ctx.signature = coll::signatureOf(args);
   op->algorithm = coll::makeOperation(args, ctx);
+  // Two survivors must never disagree on whether a collective succeeded (collectives/agreement).
+  if (!p2p && size_ >= 3 && args.count > 0) op->algorithm = coll::withOutcomeVote(std::move(op->algorithm), ctx);
+  if (size_t bytes = inputToSave(args, rank_, size_); bytes > 0 && size_ > 1) {
+    op->savedInput = Scratch(bytes);
+    op->savedBytes = bytes;
+    std::memcpy(op->savedInput.data(), args.send, bytes);
+  }
   active_.push_back(op);
   activeCount_.fetch_add(1);
   for (auto it = earlyRemoteErrors_.begin(); it != earlyRemoteErrors_.end(); ++it) {
@@ -148,7 +279,11 @@ Expected<OpPtr> Communicator::start(const coll::Args& args, std::optional<uint64
 
 void Communicator::finishLocked(const OpPtr& op, Status status) {
   if (op->finished.load()) return;
-  if (!status.isOk()) op->algorithm->cancel(status);
+  if (!status.isOk()) {
+    op->algorithm->cancel(status);  // nothing writes into the caller's buffers after this
+    if (op->savedBytes > 0) std::memcpy(const_cast<void*>(op->args.send), op->savedInput.data(), op->savedBytes);
+  }
+  op->savedInput = Scratch();
   op->status = std::move(status);
   op->finished.store(true);
   auto it = std::find(active_.begin(), active_.end(), op);
@@ -188,14 +323,9 @@ bool Communicator::progressLocked() {
       if (!matched) earlyRemoteErrors_.push_back(std::move(e));
       moved = true;
     }
-    Status h = transport_->health();
-    if (h.isOk()) h = broken_;
-    if (!h.isOk()) {
-      // Tell the peers why, so a rank that was not talking to the lost peer learns its name.
-      for (auto& op : active_) transport_->sendOpError(op->tag, h);
-      failAllLocked(h);
-      return true;
-    }
+    // A lost peer does not fail everything in flight: an operation fails when a transfer it needs
+    // fails (and then tells the peers, below), so one that already has what it needs completes,
+    // and the outcome vote keeps the survivors in agreement.
     for (auto& op : std::vector<OpPtr>(active_)) {
       Status s = op->algorithm->progress();
       if (s.code() == loomInProgress) {

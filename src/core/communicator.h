@@ -11,6 +11,7 @@
 #include "collectives/collective.h"
 #include "core/config.h"
 #include "core/deadline.h"
+#include "core/scratch.h"
 #include "core/status.h"
 #include "transports/iface/transport.h"
 
@@ -27,6 +28,7 @@
 namespace loom {
 
 namespace coord {
+struct Membership;
 class Client;
 class Server;
 }  // namespace coord
@@ -40,6 +42,10 @@ struct OpState {
   std::unique_ptr<coll::Operation> algorithm;
   std::atomic<bool> finished{false};
   Status status;  // valid once finished
+  // An in-place reduction's input, restored into the caller's buffer if the operation fails, so
+  // the same call can be retried among the survivors.
+  Scratch savedInput;
+  size_t savedBytes = 0;
 };
 using OpPtr = std::shared_ptr<OpState>;
 
@@ -53,14 +59,20 @@ inline uint32_t tagSpaceKind(uint32_t space) { return space & 0xFF; }
 
 class Communicator {
  public:
-  // Rendezvous through `coordinator`, then connect the transport mesh.
+  // Rendezvous through `coordinator`, then connect the transport mesh. With `joinRunning`, join a
+  // communicator that already runs instead: nranks and rank are ignored, and this blocks until its
+  // members admit this rank at their next update (or the connect timeout passes).
   static Expected<std::unique_ptr<Communicator>> create(int nranks, int rank, const std::string& coordinator,
                                                          const Settings& settings,
-                                                         std::unique_ptr<coord::Server> embedded);
+                                                         std::unique_ptr<coord::Server> embedded,
+                                                         bool joinRunning = false);
   ~Communicator();
 
   int rank() const { return rank_; }
   int size() const { return size_; }
+  uint64_t epoch() const { return epoch_; }
+  // Rank of each member in the previous epoch (-1: joined in this one); empty before any update.
+  const std::vector<int>& previousRanks() const { return previousRanks_; }
   uint64_t commId() const { return settings_.commId; }
   const Settings& settings() const { return settings_; }
   // The transport address peers reach this rank at (diagnostics, tests).
@@ -76,6 +88,15 @@ class Communicator {
   void cancel(const OpPtr& op, const Status& why);
   // Start + wait + cancel on timeout: the blocking API.
   Status run(const coll::Args& args);
+
+  // Membership (see docs/DESIGN.md, "Membership"). A safe point every member calls together:
+  // failed and leaving members are dropped, waiting joiners admitted, ranks renumbered, and a new
+  // transport mesh built for the new epoch. Operations still in flight fail first.
+  Status update();
+  // Leaves at a safe point (the others call update() there), then shuts down.
+  Status leave();
+  // Joiners waiting for the next update (what the coordinator last said; no round trip).
+  int pendingPeers() const;
 
   // From any thread: fail everything in flight with loomAborted and close connections.
   void abort();
@@ -98,6 +119,11 @@ class Communicator {
 
  private:
   Communicator(const Settings& settings);
+  // Creates and starts listening on a transport for the next epoch (its address goes to the coordinator).
+  Expected<std::unique_ptr<transport::Transport>> newTransport(std::string& address) const;
+  // Connects `next` for membership `m` and makes it the communicator's transport.
+  Status install(std::unique_ptr<transport::Transport> next, const coord::Membership& m, Deadline deadline);
+  Status quorum() const;  // loomBelowQuorum when fewer members than LOOM_MIN_WORLD remain
   bool progressLocked();  // engineMu_ held; true if anything moved
   Status driveUntilDone(const OpPtr& op, Deadline deadline);
   void finishLocked(const OpPtr& op, Status status);
@@ -112,6 +138,11 @@ class Communicator {
   std::string dataAddress_;
   int rank_ = 0;
   int size_ = 1;
+  uint64_t epoch_ = 0;
+  std::vector<int> previousRanks_;
+  // The event loop watches this epoll set, which holds the current transport's event fd: a new
+  // epoch swaps the transport inside it without touching the loop thread.
+  int eventFd_ = -1;
   std::unique_ptr<coord::Server> embedded_;  // when this rank hosts the coordinator
   std::unique_ptr<coord::Client> coordinator_;
   std::unique_ptr<transport::Transport> transport_;

@@ -31,6 +31,10 @@ const std::vector<SettingInfo>& settingRegistry() {
       {"LOOM_PEER_TIMEOUT_MS", "2000",
        "a peer heard nothing from this long is lost (frozen, or link down); heartbeats every quarter; 0: off; "
        "at least 100"},
+      {"LOOM_MIN_WORLD", "1", "quorum: an update that leaves fewer members fails with loomBelowQuorum"},
+      {"LOOM_MAX_WORLD", "0", "the most members a communicator may grow to by joins (0: no limit; founders set it)"},
+      {"LOOM_UPDATE_TIMEOUT_MS", "10000",
+       "an update (loomCommUpdate) waits this long for members that have not come to it, then goes on without them"},
       {"LOOM_TRANSPORT", "tcp", "transport: tcp, or local (in-process, for threads in one process)"},
       {"LOOM_LISTEN_HOST", "127.0.0.1", "address this rank listens on and publishes to peers"},
       {"LOOM_DEBUG", "WARN", "log level: NONE, WARN, INFO, TRACE"},
@@ -182,6 +186,19 @@ Expected<Settings> resolveSettings(const loomConfig_t* c) {
       return makeError(loomInvalidArgument, "{} = {} is below the minimum of 100 ms (0 turns liveness checks off)",
                        peerTimeoutField ? "config.peerTimeoutMs" : "LOOM_PEER_TIMEOUT_MS", s.peerTimeoutMs);
   }
+  // Fields appended after the first release: a shorter (older) config reads them as 0.
+  auto appended = [&](const int& field) {
+    const size_t end = static_cast<size_t>(reinterpret_cast<const char*>(&field) - reinterpret_cast<const char*>(c)) +
+                       sizeof(int);
+    return c->size >= end ? field : 0;
+  };
+  LOOM_RETURN_IF_ERROR(pickInt(appended(c->minWorld), "config.minWorld", "LOOM_MIN_WORLD", 1, 65536, s.minWorld));
+  LOOM_RETURN_IF_ERROR(pickInt(appended(c->maxWorld), "config.maxWorld", "LOOM_MAX_WORLD", 0, 65536, s.maxWorld));
+  LOOM_RETURN_IF_ERROR(pickInt(appended(c->updateTimeoutMs), "config.updateTimeoutMs", "LOOM_UPDATE_TIMEOUT_MS", 1,
+                               INT32_MAX, s.updateTimeoutMs));
+  if (s.maxWorld > 0 && s.maxWorld < s.minWorld)
+    return makeError(loomInvalidArgument, "maxWorld {} is below minWorld {} (LOOM_MAX_WORLD / LOOM_MIN_WORLD)",
+                     s.maxWorld, s.minWorld);
   s.transport = pickString(c->transport, "LOOM_TRANSPORT");
   if (s.transport != "tcp" && s.transport != "local")
     return makeError(loomInvalidArgument, "transport '{}' is unknown (LOOM_TRANSPORT / config.transport): use tcp or local",

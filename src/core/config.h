@@ -34,6 +34,9 @@ struct Settings {
   std::string spinYield;  // "auto", "0", "1"
   int heartbeatMs = 0;
   int peerTimeoutMs = 0;  // 0: no liveness checks
+  int minWorld = 1;
+  int maxWorld = 0;  // 0: no limit
+  int updateTimeoutMs = 0;
   int coordinatorWaitMs = 0;
   std::string transport;
   std::string listenHost;

@@ -107,6 +107,9 @@ bool knownType(uint16_t t) {
     case Type::PeerHelloAck:
     case Type::Data:
     case Type::OpError:
+    case Type::UpdateRequest:
+    case Type::EpochStart:
+    case Type::PendingNotice:
       return true;
   }
   return false;
@@ -148,16 +151,22 @@ const char* typeName(Type t) {
     case Type::PeerHelloAck: return "PeerHelloAck";
     case Type::Data: return "Data";
     case Type::OpError: return "OpError";
+    case Type::UpdateRequest: return "UpdateRequest";
+    case Type::EpochStart: return "EpochStart";
+    case Type::PendingNotice: return "PendingNotice";
   }
   return "unknown";
 }
 
 size_t maxPayload(Type t) {
   switch (t) {
-    case Type::JoinRequest: return 16 + kMaxAddressBytes;
+    case Type::JoinRequest: return 20 + kMaxAddressBytes;
     // Every rank's address: a full world of long addresses does not fit kMaxControlPayload, and
     // the limit exists to bound what a reader allocates, so it is the structural maximum (~16 MiB).
-    case Type::JoinAccept: return 16 + size_t(kMaxWorldSize) * (4 + kMaxAddressBytes);
+    case Type::JoinAccept:
+    case Type::EpochStart: return 20 + size_t(kMaxWorldSize) * (8 + kMaxAddressBytes);
+    case Type::UpdateRequest: return 16 + kMaxAddressBytes + size_t(kMaxWorldSize) * 4;
+    case Type::PendingNotice: return 4;
     case Type::Reject: return 8 + kMaxMessageBytes;
     case Type::PeerHello: return 16;
     case Type::OpError: return 24 + kMaxMessageBytes;
@@ -224,18 +233,39 @@ std::vector<uint8_t> encode(const Header& h, const JoinRequest& m) {
   putU32(p, m.libraryVersion);
   putU32(p, m.worldSize);
   putI32(p, m.requestedRank);
+  putU32(p, m.maxWorld);
   putString(p, m.address);
   return frame(h, Type::JoinRequest, p);
 }
 
-std::vector<uint8_t> encode(const Header& h, const JoinAccept& m) {
+std::vector<uint8_t> encodeAs(Type type, const Header& h, const JoinAccept& m) {
   std::vector<uint8_t> p;
   putI32(p, m.rank);
   putU32(p, m.worldSize);
   putU32(p, m.heartbeatMs);
   putU32(p, static_cast<uint32_t>(m.addresses.size()));
   for (const auto& a : m.addresses) putString(p, a);
-  return frame(h, Type::JoinAccept, p);
+  putU32(p, static_cast<uint32_t>(m.previousRanks.size()));
+  for (int32_t r : m.previousRanks) putI32(p, r);
+  return frame(h, type, p);
+}
+
+std::vector<uint8_t> encode(const Header& h, const JoinAccept& m) { return encodeAs(Type::JoinAccept, h, m); }
+
+std::vector<uint8_t> encode(const Header& h, const UpdateRequest& m) {
+  std::vector<uint8_t> p;
+  putU32(p, m.flags);
+  putU32(p, m.timeoutMs);
+  putString(p, m.address);
+  putU32(p, static_cast<uint32_t>(m.suspects.size()));
+  for (int32_t r : m.suspects) putI32(p, r);
+  return frame(h, Type::UpdateRequest, p);
+}
+
+std::vector<uint8_t> encode(const Header& h, const PendingNotice& m) {
+  std::vector<uint8_t> p;
+  putU32(p, m.joiners);
+  return frame(h, Type::PendingNotice, p);
 }
 
 std::vector<uint8_t> encode(const Header& h, const Reject& m) {
@@ -279,7 +309,10 @@ Expected<JoinRequest> decodeJoinRequest(std::span<const uint8_t> payload) {
   m.libraryVersion = r.u32("libraryVersion");
   m.worldSize = r.u32("worldSize");
   m.requestedRank = r.i32("requestedRank");
+  m.maxWorld = r.u32("maxWorld");
   checkWorldSize(r, "JoinRequest", m.worldSize);
+  if (r.ok() && m.maxWorld > kMaxWorldSize)
+    r.fail(makeError(loomInvalidArgument, "JoinRequest maxWorld {} is over {}", m.maxWorld, kMaxWorldSize));
   m.address = r.str("address", kMaxAddressBytes);
   // requestedRank is range-checked by the coordinator: out of range is misuse, not malformed.
   LOOM_RETURN_IF_ERROR(r.finish());
@@ -308,6 +341,51 @@ Expected<JoinAccept> decodeJoinAccept(std::span<const uint8_t> payload) {
     for (uint32_t i = 0; i < count && r.ok(); ++i)
       m.addresses.push_back(r.str(fmt::format("address {}", i), kMaxAddressBytes));
   }
+  uint32_t previous = r.u32("previous rank count");
+  if (r.ok() && previous != 0 && previous != m.worldSize)
+    r.fail(makeError(loomInvalidArgument, "JoinAccept has {} previous ranks for worldSize {}", previous, m.worldSize));
+  if (r.ok() && previous > r.remaining() / 4)
+    r.fail(makeError(loomInvalidArgument, "JoinAccept truncated: {} previous ranks cannot fit in {} bytes", previous,
+                     r.remaining()));
+  if (r.ok()) {
+    m.previousRanks.reserve(previous);
+    for (uint32_t i = 0; i < previous && r.ok(); ++i) {
+      int32_t p = r.i32("previous rank");
+      if (r.ok() && (p < -1 || p >= static_cast<int32_t>(kMaxWorldSize)))
+        r.fail(makeError(loomInvalidArgument, "JoinAccept previous rank {} is outside -1..{}", p, kMaxWorldSize - 1));
+      m.previousRanks.push_back(p);
+    }
+  }
+  LOOM_RETURN_IF_ERROR(r.finish());
+  return m;
+}
+
+Expected<UpdateRequest> decodeUpdateRequest(std::span<const uint8_t> payload) {
+  Reader r(payload, "UpdateRequest");
+  UpdateRequest m;
+  m.flags = r.u32("flags");
+  m.timeoutMs = r.u32("timeoutMs");
+  m.address = r.str("address", kMaxAddressBytes);
+  uint32_t count = r.u32("suspect count");
+  if (r.ok() && (count > kMaxWorldSize || count > r.remaining() / 4))
+    r.fail(makeError(loomInvalidArgument, "UpdateRequest lists {} suspects in {} bytes", count, r.remaining()));
+  if (r.ok()) {
+    m.suspects.reserve(count);
+    for (uint32_t i = 0; i < count && r.ok(); ++i) {
+      int32_t s = r.i32("suspect");
+      if (r.ok() && (s < 0 || s >= static_cast<int32_t>(kMaxWorldSize)))
+        r.fail(makeError(loomInvalidArgument, "UpdateRequest suspect rank {} is outside 0..{}", s, kMaxWorldSize - 1));
+      m.suspects.push_back(s);
+    }
+  }
+  LOOM_RETURN_IF_ERROR(r.finish());
+  return m;
+}
+
+Expected<PendingNotice> decodePendingNotice(std::span<const uint8_t> payload) {
+  Reader r(payload, "PendingNotice");
+  PendingNotice m;
+  m.joiners = r.u32("joiners");
   LOOM_RETURN_IF_ERROR(r.finish());
   return m;
 }
@@ -391,7 +469,10 @@ Status decodeFrame(std::span<const uint8_t> bytes) {
   auto payload = bytes.subspan(kHeaderBytes);
   switch (h->type) {
     case Type::JoinRequest: return decodeJoinRequest(payload).status();
-    case Type::JoinAccept: return decodeJoinAccept(payload).status();
+    case Type::JoinAccept:
+    case Type::EpochStart: return decodeJoinAccept(payload).status();
+    case Type::UpdateRequest: return decodeUpdateRequest(payload).status();
+    case Type::PendingNotice: return decodePendingNotice(payload).status();
     case Type::Reject: return decodeReject(payload).status();
     case Type::PeerHello: return decodePeerHello(payload).status();
     case Type::OpError: return decodeOpError(payload).status();

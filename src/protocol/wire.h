@@ -20,7 +20,7 @@
 namespace loom::wire {
 
 inline constexpr uint32_t kMagic = 0x4D4F4F4C;  // "LOOM" little-endian
-inline constexpr uint16_t kWireVersion = 2;  // 2: OpError names the lost rank
+inline constexpr uint16_t kWireVersion = 3;  // 2: OpError names the lost rank; 3: epochs change at run time
 inline constexpr size_t kHeaderBytes = 40;
 inline constexpr size_t kMaxControlPayload = 1 << 20;  // control messages; data payload is separate
 inline constexpr size_t kMaxAddressBytes = 256;
@@ -35,6 +35,9 @@ enum class Type : uint16_t {
   Heartbeat = 4,     // peer -> coordinator, periodic
   HeartbeatAck = 5,  // coordinator -> peer
   Leave = 6,         // peer -> coordinator: graceful leave
+  UpdateRequest = 7, // member -> coordinator: at a safe point, ready for the next epoch
+  EpochStart = 8,    // coordinator -> member: the next epoch's membership (JoinAccept payload)
+  PendingNotice = 9, // coordinator -> member: how many joiners wait for the next update
   // peer <-> peer (data connections)
   PeerHello = 16,    // first frame on every data stream, from the connecting side
   PeerHelloAck = 17, // acceptor agrees
@@ -53,18 +56,39 @@ struct Header {
   uint64_t seq = 0;
 };
 
+// Header flag of a JoinRequest: join a communicator that is already running (admitted at its
+// members' next update) instead of forming it.
+inline constexpr uint32_t kJoinRunning = 1;
+
 struct JoinRequest {
   uint32_t libraryVersion = 0;  // LOOM_VERSION_CODE of the sender
-  uint32_t worldSize = 0;
+  uint32_t worldSize = 0;       // founding size; a kJoinRunning joiner sends 1 (ignored)
   int32_t requestedRank = -1;   // -1: any
   std::string address;          // transport address blob of this peer (<= kMaxAddressBytes)
+  uint32_t maxWorld = 0;        // founders: the most members the communicator may grow to (0: no limit)
 };
 
+// Also the payload of EpochStart.
 struct JoinAccept {
   int32_t rank = 0;
   uint32_t worldSize = 0;
   uint32_t heartbeatMs = 0;
   std::vector<std::string> addresses;  // index = rank
+  // index = rank: its rank in the previous epoch, -1 if new; empty at the founding rendezvous
+  std::vector<int32_t> previousRanks;
+};
+
+// A member at its safe point. Header epoch: the epoch it is leaving.
+inline constexpr uint32_t kUpdateLeaving = 1;  // flags: this member leaves instead of going on
+struct UpdateRequest {
+  uint32_t flags = 0;
+  uint32_t timeoutMs = 0;        // how long the coordinator waits for members that have not asked
+  std::string address;           // this member's transport address for the next epoch
+  std::vector<int32_t> suspects; // ranks of this epoch it saw fail
+};
+
+struct PendingNotice {
+  uint32_t joiners = 0;
 };
 
 struct Reject {
@@ -112,6 +136,10 @@ std::vector<uint8_t> encode(const Header& h, const JoinAccept& m);
 std::vector<uint8_t> encode(const Header& h, const Reject& m);
 std::vector<uint8_t> encode(const Header& h, const PeerHello& m);
 std::vector<uint8_t> encode(const Header& h, const OpError& m);
+std::vector<uint8_t> encode(const Header& h, const UpdateRequest& m);
+std::vector<uint8_t> encode(const Header& h, const PendingNotice& m);
+// JoinAccept payload under another frame type (EpochStart).
+std::vector<uint8_t> encodeAs(Type type, const Header& h, const JoinAccept& m);
 std::vector<uint8_t> encodeEmpty(const Header& h);  // Heartbeat, HeartbeatAck, Leave, PeerHelloAck
 
 // Payload decoders (span = exactly the payload). Reject trailing bytes and over-long fields.
@@ -120,6 +148,8 @@ Expected<JoinAccept> decodeJoinAccept(std::span<const uint8_t> payload);
 Expected<Reject> decodeReject(std::span<const uint8_t> payload);
 Expected<PeerHello> decodePeerHello(std::span<const uint8_t> payload);
 Expected<OpError> decodeOpError(std::span<const uint8_t> payload);
+Expected<UpdateRequest> decodeUpdateRequest(std::span<const uint8_t> payload);
+Expected<PendingNotice> decodePendingNotice(std::span<const uint8_t> payload);
 
 // Data frames: the frame header and DataHeader are written into `out` (kHeaderBytes +
 // kDataHeaderBytes); the fragment bytes follow on the wire without copying.

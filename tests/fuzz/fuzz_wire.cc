@@ -26,7 +26,10 @@ void checkRoundTrip(std::span<const uint8_t> frame, const Header& h) {
   std::vector<uint8_t> again;
   switch (h.type) {
     case Type::JoinRequest: again = encode(h, decodeJoinRequest(payload).value()); break;
-    case Type::JoinAccept: again = encode(h, decodeJoinAccept(payload).value()); break;
+    case Type::JoinAccept:
+    case Type::EpochStart: again = encodeAs(h.type, h, decodeJoinAccept(payload).value()); break;
+    case Type::UpdateRequest: again = encode(h, decodeUpdateRequest(payload).value()); break;
+    case Type::PendingNotice: again = encode(h, decodePendingNotice(payload).value()); break;
     case Type::Reject: again = encode(h, decodeReject(payload).value()); break;
     case Type::PeerHello: again = encode(h, decodePeerHello(payload).value()); break;
     case Type::OpError: again = encode(h, decodeOpError(payload).value()); break;
@@ -64,6 +67,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)decodeReject(in);
   (void)decodePeerHello(in);
   (void)decodeOpError(in);
+  (void)decodeUpdateRequest(in);
+  (void)decodePendingNotice(in);
   (void)decodeDataHeader(in);
   return 0;
 }

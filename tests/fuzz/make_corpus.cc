@@ -39,6 +39,11 @@ int main(int argc, char** argv) {
   valid(Type::JoinRequest, joinRequest);
   JoinAccept accept{1, 3, 1000, {"127.0.0.1:41000", "127.0.0.1:41001", "[::1]:41002"}};
   valid(Type::JoinAccept, encode(header(Type::JoinAccept), accept));
+  accept.previousRanks = {0, 2, -1};
+  valid(Type::EpochStart, encodeAs(Type::EpochStart, header(Type::EpochStart), accept));
+  valid(Type::UpdateRequest,
+        encode(header(Type::UpdateRequest), UpdateRequest{0, 10000, "127.0.0.1:41005", {1, 3}}));
+  valid(Type::PendingNotice, encode(header(Type::PendingNotice), PendingNotice{2}));
   valid(Type::Reject, encode(header(Type::Reject), Reject{loomVersionMismatch, "peer runs Loom 0.2.0"}));
   valid(Type::PeerHello, encode(header(Type::PeerHello), PeerHello{LOOM_VERSION_CODE, 2, 4, 1}));
   valid(Type::OpError, encode(header(Type::OpError), OpError{42, 1, loomPeerLost, 3, "rank 3 lost"}));
@@ -56,7 +61,7 @@ int main(int argc, char** argv) {
   trailing.push_back(0);
   write(dir, "invalid_trailing", trailing);
   auto v2 = joinRequest;
-  v2[4] = 2;
+  v2[4] = 2;  // an older wire version
   write(dir, "invalid_version", v2);
   return 0;
 }

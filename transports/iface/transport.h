@@ -69,6 +69,9 @@ class Transport {
   virtual const char* name() const = 0;
   // Start listening; returns this rank's address blob to publish through the coordinator.
   virtual Expected<std::string> listen() = 0;
+  // The membership epoch this mesh belongs to, set before connect(): every frame carries it and a
+  // connection or message of another epoch is refused. Transports without remote peers ignore it.
+  virtual void setEpoch(uint64_t epoch) { (void)epoch; }
   // Connect the full mesh given every rank's blob (index = rank). Blocks until every pair is up
   // or the deadline passes. After this, rank()/size() are valid.
   virtual Status connect(int rank, const std::vector<std::string>& addresses, Deadline deadline) = 0;

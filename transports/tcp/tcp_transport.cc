@@ -220,7 +220,9 @@ void TcpTransport::streamFailed(Stream& s, const Status& why) {
 }
 
 // The connection to one peer is gone. Its transfers fail, and the transport's health carries the
-// cause, so the communicator fails everything in flight and tells the other peers who was lost.
+// cause, so the communicator starts nothing new and tells the other peers who was lost. Transfers
+// with the other peers go on: an operation that needs nothing more from the lost peer may still
+// complete, and the communicator's agreement step decides its outcome the same way everywhere.
 // Connections to the others stay open: closing them would make them blame this rank instead.
 void TcpTransport::failPeer(int p, const Status& why) {
   if (failure_.isOk()) failure_ = why;
@@ -318,7 +320,7 @@ void TcpTransport::fail(const TransferPtr& t, const Status& why) {
 }
 
 TransferPtr TcpTransport::isend(int peer, const void* buf, size_t bytes, Tag tag, uint64_t signature) {
-  if (!failure_.isOk()) return failed(failure_);
+  if (!shutDown_.isOk()) return failed(shutDown_);
   if (peer < 0 || peer >= size_ || peer == rank_)
     return failed(makeError(loomInvalidArgument, "tcp: send to invalid peer {} (world {})", peer, size_));
   if (!peers_[peer].closed.isOk()) {
@@ -356,7 +358,6 @@ TransferPtr TcpTransport::isend(int peer, const void* buf, size_t bytes, Tag tag
   state->fragmentsLeft = static_cast<int>(frames.size());
   ++p.sentMessages;
   for (auto& [s, f] : frames) queueFrame(peer, s, std::move(f));
-  if (!failure_.isOk()) fail(t, failure_);
   return t;
 }
 
@@ -375,7 +376,7 @@ void TcpTransport::queueFrame(int peer, size_t stream, OutFrame&& frame) {
 }
 
 TransferPtr TcpTransport::irecv(int peer, void* buf, size_t bytes, Tag tag, uint64_t signature) {
-  if (!failure_.isOk()) return failed(failure_);
+  if (!shutDown_.isOk()) return failed(shutDown_);
   if (peer < 0 || peer >= size_ || peer == rank_)
     return failed(makeError(loomInvalidArgument, "tcp: receive from invalid peer {} (world {})", peer, size_));
   auto t = std::make_shared<transport::Transfer>();
@@ -612,6 +613,7 @@ bool TcpTransport::poll() {
 
 void TcpTransport::failAll(const Status& why) {
   if (failure_.isOk()) failure_ = why;
+  if (shutDown_.isOk()) shutDown_ = why;
   for (auto& peer : peers_) {
     for (auto& [tag, in] : peer.incoming)
       if (in.recv) fail(in.recv, why);

@@ -119,6 +119,7 @@ class TcpTransport final : public transport::Transport {
   bool poll() override;
   int eventFd() const override { return epollFd_; }
   Status health() const override { return failure_; }
+  void setEpoch(uint64_t epoch) override { options_.epoch = epoch; }
   void shutdown(const Status& why) override;
   void checkLiveness() override;
   std::vector<transport::PeerFailure> failures() const override { return failures_; }
@@ -195,7 +196,8 @@ class TcpTransport final : public transport::Transport {
   struct {
     uint64_t receivedMessages = 0, receivedBytes = 0, stashedMessages = 0, stashedBytes = 0;
   } stats_;  // logged (LOOM_DEBUG=info) when the transport closes
-  Status failure_;
+  Status failure_;   // the first peer lost (or shut down): the transport's health
+  Status shutDown_;  // set by shutdown(): every transfer fails
   Status setupError_;
   bool connecting_ = false;
 };

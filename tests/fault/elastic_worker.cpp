@@ -1,0 +1,168 @@
+// One rank of the elastic fault scenarios (FAULTS.md F1, F4): a loop of in-place all-reduces that
+// survives peers dying and admits joiners, checking every result exactly.
+//
+//   elastic_worker [--steps N] [--count C] [--id ID] [--join] [--die-at STEP] [--die-delay-us US]
+//                  [--leave-at STEP] [--step-ms MS]
+//
+// Founders read LOOM_RANK / LOOM_WORLD_SIZE / LOOM_COORDINATOR (loomCommInitFromEnv); with --join
+// the process joins the running communicator instead (loomCommJoin) and learns the step from
+// rank 0. Each member's identity is its founding rank, or --id for a joiner.
+//
+// Step s all-reduces (in place, float32 sum) C values v[i] = (id+1)(s+1) + (i mod 7), plus three
+// counters: id+1, 1, and whether joiners are waiting. Integers this small sum exactly in any order,
+// so with S = sum(id+1) and K = contributors every result must be v[i] = S(s+1) + K(i mod 7), and
+// K must equal the world size. After a failure the buffer must hold this rank's input again
+// (restored), the membership is updated and the same step retried. Prints per completed step
+//   step S epoch E world W contributors K idsum X hash H
+// which the test compares across ranks. With --die-at the rank starts step STEP's all-reduce
+// asynchronously and SIGKILLs itself US microseconds later, in the middle of it.
+#include <loom/loom.h>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace {
+
+struct Options {
+  int steps = 12;
+  size_t count = 1000;
+  int id = -1;
+  bool join = false;
+  int dieAt = -1;
+  int dieDelayUs = 0;
+  int leaveAt = -1;
+  int stepMs = 0;  // "compute" per step
+};
+
+[[noreturn]] void fail(int code, const char* what, loomComm_t comm) {
+  std::printf("FAIL %s: %s\n", what, loomGetLastError(comm));
+  std::fflush(stdout);
+  std::exit(code);
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto next = [&]() -> const char* {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "elastic_worker: %s needs a value\n", a.c_str());
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (a == "--steps") o.steps = std::atoi(next());
+    else if (a == "--count") o.count = std::strtoull(next(), nullptr, 10);
+    else if (a == "--id") o.id = std::atoi(next());
+    else if (a == "--join") o.join = true;
+    else if (a == "--die-at") o.dieAt = std::atoi(next());
+    else if (a == "--die-delay-us") o.dieDelayUs = std::atoi(next());
+    else if (a == "--leave-at") o.leaveAt = std::atoi(next());
+    else if (a == "--step-ms") o.stepMs = std::atoi(next());
+    else {
+      std::fprintf(stderr, "elastic_worker: unknown argument %s\n", a.c_str());
+      std::exit(2);
+    }
+  }
+  return o;
+}
+
+void fill(std::vector<float>& buf, size_t count, int id, int step, int pending) {
+  for (size_t i = 0; i < count; ++i) buf[i] = float((id + 1) * (step + 1) + int(i % 7));
+  buf[count] = float(id + 1);
+  buf[count + 1] = 1.0f;
+  buf[count + 2] = float(pending > 0 ? 1 : 0);
+}
+
+// The step every member is at: a joiner learns it from rank 0 (a survivor) after each update.
+void agreeOnStep(int& step, loomComm_t comm) {
+  int64_t s = step;
+  if (loomBroadcast(&s, &s, 1, loomInt64, 0, comm) != loomSuccess) fail(7, "broadcast of the step", comm);
+  step = static_cast<int>(s);
+}
+
+void update(int& step, loomComm_t comm) {
+  if (loomCommUpdate(comm) != loomSuccess) fail(5, "loomCommUpdate", comm);
+  agreeOnStep(step, comm);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  setvbuf(stdout, nullptr, _IOLBF, 0);
+  Options o = parse(argc, argv);
+  loomComm_t comm = nullptr;
+  if (o.join) {
+    if (loomCommJoin(&comm, nullptr, nullptr) != loomSuccess) fail(3, "loomCommJoin", nullptr);
+  } else if (loomCommInitFromEnv(&comm, nullptr) != loomSuccess) {
+    fail(3, "loomCommInitFromEnv", nullptr);
+  }
+  int rank = 0;
+  loomCommRank(comm, &rank);
+  const int id = o.id >= 0 ? o.id : rank;
+  int step = 0;
+  if (o.join) agreeOnStep(step, comm);
+  std::printf("id %d: rank %d, starting at step %d\n", id, rank, step);
+
+  const size_t n = o.count + 3;
+  std::vector<float> buf(n), input(n);
+  while (step < o.steps) {
+    int pending = 0;
+    loomCommPendingPeers(comm, &pending);
+    if (step + 1 == o.leaveAt) pending = 1;  // everyone updates after this step; this rank leaves there
+    if (o.stepMs > 0) usleep(static_cast<useconds_t>(o.stepMs) * 1000);
+    fill(input, o.count, id, step, pending);
+    buf = input;
+    if (step == o.dieAt) {
+      loomRequest_t req;
+      loomAllReduceAsync(buf.data(), buf.data(), n, loomFloat32, loomSum, 1, comm, &req);
+      if (o.dieDelayUs > 0) usleep(static_cast<useconds_t>(o.dieDelayUs));
+      std::printf("id %d: dying in step %d\n", id, step);
+      raise(SIGKILL);
+    }
+    loomResult_t rc = loomAllReduce(buf.data(), buf.data(), n, loomFloat32, loomSum, comm);
+    if (rc == loomPeerLost || rc == loomRemoteError) {
+      std::printf("id %d: step %d failed: %s\n", id, step, loomGetLastError(comm));
+      if (std::memcmp(buf.data(), input.data(), n * sizeof(float)) != 0) fail(4, "input not restored", comm);
+      update(step, comm);
+      continue;
+    }
+    if (rc != loomSuccess) fail(6, "loomAllReduce", comm);
+    const double idsum = buf[o.count], contributors = buf[o.count + 1];
+    int world = 0;
+    loomCommSize(comm, &world);
+    if (contributors != world) fail(9, "contributors differ from the world size", comm);
+    for (size_t i = 0; i < o.count; ++i) {
+      const double want = idsum * (step + 1) + contributors * double(i % 7);
+      if (buf[i] != want) {
+        std::printf("FAIL step %d element %zu: %.1f, want %.1f\n", step, i, double(buf[i]), want);
+        return 10;
+      }
+    }
+    uint64_t epoch = 0, hash = 0;
+    loomCommEpoch(comm, &epoch);
+    const void* parts[] = {buf.data()};
+    const size_t bytes[] = {n * sizeof(float)};
+    loomHash(parts, bytes, 1, &hash);
+    std::printf("step %d epoch %" PRIu64 " world %d contributors %d idsum %d hash %016" PRIx64 "\n", step, epoch,
+                world, int(contributors), int(idsum), hash);
+    ++step;
+    if (buf[o.count + 2] > 0 && step == o.leaveAt) {
+      if (loomCommLeave(comm) != loomSuccess) fail(8, "loomCommLeave", comm);
+      std::printf("id %d: left before step %d\n", id, step);
+      loomCommDestroy(comm);
+      return 0;
+    }
+    if (buf[o.count + 2] > 0 && step < o.steps) update(step, comm);
+  }
+  std::printf("id %d: done\n", id);
+  loomCommDestroy(comm);
+  return 0;
+}

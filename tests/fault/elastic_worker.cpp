@@ -14,8 +14,8 @@
 // K must equal the world size. After a failure the buffer must hold this rank's input again
 // (restored), the membership is updated and the same step retried. Prints per completed step
 //   step S epoch E world W contributors K idsum X hash H
-// which the test compares across ranks. With --die-at the rank starts step STEP's all-reduce
-// asynchronously and SIGKILLs itself US microseconds later, in the middle of it.
+// which the test compares across ranks. With --die-at the rank SIGKILLs itself US microseconds
+// into step STEP's all-reduce (from a second thread), in the middle of it.
 #include <loom/loom.h>
 
 #include <signal.h>
@@ -26,6 +26,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -121,11 +122,12 @@ int main(int argc, char** argv) {
     fill(input, o.count, id, step, pending);
     buf = input;
     if (step == o.dieAt) {
-      loomRequest_t req;
-      loomAllReduceAsync(buf.data(), buf.data(), n, loomFloat32, loomSum, 1, comm, &req);
-      if (o.dieDelayUs > 0) usleep(static_cast<useconds_t>(o.dieDelayUs));
+      // Dies while this very all-reduce runs: a thread kills the process after the delay.
       std::printf("id %d: dying in step %d\n", id, step);
-      raise(SIGKILL);
+      std::thread([delay = o.dieDelayUs] {
+        if (delay > 0) usleep(static_cast<useconds_t>(delay));
+        raise(SIGKILL);
+      }).detach();
     }
     loomResult_t rc = loomAllReduce(buf.data(), buf.data(), n, loomFloat32, loomSum, comm);
     if (rc == loomPeerLost || rc == loomRemoteError) {

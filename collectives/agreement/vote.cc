@@ -42,7 +42,7 @@ class Vote final : public Operation {
     inner_->cancel(why);
     for (auto& t : transfers_)
       if (t && !t->done()) ctx_.transport->cancel(t, why);
-    if (!finished_) finish(why);
+    if (!finished_) (void)finish(why);
   }
 
  private:

@@ -177,6 +177,34 @@ LOOM_API loomResult_t loomCommPendingPeers(loomComm_t comm, int* count);
 LOOM_API loomResult_t loomCommLeave(loomComm_t comm);
 /* The membership epoch: 1 after the founding rendezvous, one more per update. */
 LOOM_API loomResult_t loomCommEpoch(loomComm_t comm, uint64_t* epoch);
+
+/* ---- shared state ------------------------------------------------------------------ */
+/* A named buffer kept bit-identical across members. */
+typedef struct {
+  const char* name; /* unique within one call; every member passes the same names and sizes, same order */
+  void* data;
+  size_t bytes;
+} loomSharedEntry_t;
+
+typedef struct {
+  uint64_t revision;      /* the revision every member now holds */
+  uint64_t bytesSent;     /* state bytes this rank sent to out-of-date members */
+  uint64_t bytesReceived; /* state bytes this rank fetched (0 in steady state) */
+  int entriesSent;
+  int entriesReceived;
+} loomSyncInfo_t;
+
+/*
+ * Collective over the members: makes every member's entries equal to the majority's. Each member
+ * hashes its entries; the largest group with equal revision and hashes wins (ties: the group with
+ * the lowest rank); a member that differs fetches only the entries that differ, each from one
+ * member of the majority (spread across them), over the data transport, and checks the hash.
+ * `revision` is this member's revision; after a first sync it must be exactly one more than the
+ * last synchronized one (else loomInvalidUsage, nothing changed). A member that never synced (a
+ * joiner) takes the majority's revision, reported in info->revision. info may be NULL.
+ */
+LOOM_API loomResult_t loomSharedStateSync(loomComm_t comm, const loomSharedEntry_t* entries, int count,
+                                          uint64_t revision, loomSyncInfo_t* info);
 /*
  * From any thread: fails every in-flight operation with loomAborted, closes connections.
  * Bounded and local. Later calls on comm fail with loomAborted; call loomCommDestroy to free it.

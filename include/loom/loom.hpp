@@ -168,6 +168,14 @@ class Comm {
     detail::check(loomCommInitFromEnv(&comm, config), nullptr);
     return Comm(comm);
   }
+  // Joins a communicator that is already running (loomCommJoin): blocks until its members admit
+  // this process at their next update(). An empty coordinator means LOOM_COORDINATOR; the
+  // communicator id is config->commId / LOOM_COMM_ID. config may be null.
+  static Comm join(const std::string& coordinator = std::string(), const loomConfig_t* config = nullptr) {
+    loomComm_t comm = nullptr;
+    detail::check(loomCommJoin(&comm, coordinator.empty() ? nullptr : coordinator.c_str(), config), nullptr);
+    return Comm(comm);
+  }
   // Takes ownership of a handle made with the C API.
   explicit Comm(loomComm_t comm) noexcept : comm_(comm) {}
   Comm(Comm&& other) noexcept : comm_(std::exchange(other.comm_, nullptr)) {}
@@ -192,6 +200,27 @@ class Comm {
     detail::check(loomCommSize(comm_, &s), comm_);
     return s;
   }
+  // ---- elastic membership (see loom.h) ----
+  // The safe point every member calls together (loomCommUpdate): failed and leaving members are
+  // dropped, waiting joiners admitted, ranks renumbered. Throws on failure; an Error with code()
+  // loomBelowQuorum means the new epoch is installed but has fewer than LOOM_MIN_WORLD members.
+  void update() { check(loomCommUpdate(comm_)); }
+  // Joiners waiting for the next update, as the coordinator last told this rank (no round trip).
+  int pendingPeers() const {
+    int count = 0;
+    detail::check(loomCommPendingPeers(comm_, &count), comm_);
+    return count;
+  }
+  // Leaves at a safe point where the other members call update(); then destroy() (or let the
+  // destructor do it).
+  void leave() { check(loomCommLeave(comm_)); }
+  // The membership epoch: 1 after the founding rendezvous, one more per update.
+  uint64_t epoch() const {
+    uint64_t e = 0;
+    detail::check(loomCommEpoch(comm_, &e), comm_);
+    return e;
+  }
+
   // Fails every in-flight operation with loomAborted; safe from any thread. The object must still
   // be destroyed (or destroy() called) to free it.
   void abort() { detail::check(loomCommAbort(comm_), comm_); }

@@ -7,6 +7,7 @@
 #include "core/config.h"
 #include "core/hash.h"
 #include "core/reduce.h"
+#include "core/shared_state.h"
 
 #include <loom/loom.h>
 
@@ -216,6 +217,38 @@ loomResult_t loomCommEpoch(loomComm_t comm, uint64_t* epoch) {
     LOOM_RETURN_IF_ERROR(checkHandle(comm));
     if (!epoch) return loom::makeError(loomInvalidArgument, "epoch (output pointer) is NULL");
     *epoch = comm->impl->epoch();
+    return Status::ok();
+  });
+}
+
+loomResult_t loomSharedStateSync(loomComm_t comm, const loomSharedEntry_t* entries, int count, uint64_t revision,
+                                 loomSyncInfo_t* info) {
+  return guarded(comm, [&]() -> Status {
+    LOOM_RETURN_IF_ERROR(checkComm(comm));
+    if (count < 0) return loom::makeError(loomInvalidArgument, "count {} is negative", count);
+    if (count > 0 && !entries) return loom::makeError(loomInvalidArgument, "entries is NULL but count is {}", count);
+    std::vector<loom::SharedEntry> list;
+    list.reserve(static_cast<size_t>(count));
+    for (int i = 0; i < count; ++i) {
+      const loomSharedEntry_t& e = entries[i];
+      if (!e.name || !*e.name) return loom::makeError(loomInvalidArgument, "entries[{}].name is empty", i);
+      if (!e.data && e.bytes > 0)
+        return loom::makeError(loomInvalidArgument, "entries[{}] ('{}') has NULL data but {} bytes", i, e.name,
+                               e.bytes);
+      for (const auto& earlier : list)
+        if (earlier.name == e.name)
+          return loom::makeError(loomInvalidArgument, "entries[{}]: the name '{}' is used twice", i, e.name);
+      list.push_back({e.name, e.data, e.bytes});
+    }
+    auto r = loom::syncSharedState(*comm->impl, list, revision, comm->sharedRevision);
+    if (!r) return r.error();
+    if (info) {
+      info->revision = r->revision;
+      info->bytesSent = r->bytesSent;
+      info->bytesReceived = r->bytesReceived;
+      info->entriesSent = r->entriesSent;
+      info->entriesReceived = r->entriesReceived;
+    }
     return Status::ok();
   });
 }

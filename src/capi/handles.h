@@ -17,6 +17,7 @@ struct loomComm {
   std::unique_ptr<loom::Communicator> impl;
   std::mutex errorMu;
   std::string lastError;
+  uint64_t sharedRevision = 0;  // last revision loomSharedStateSync agreed on (0: never synced)
 };
 
 struct loomRequest {

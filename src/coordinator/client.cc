@@ -131,7 +131,7 @@ class ClientImpl final : public Client {
   void leave() override;
   Status requestUpdate(const std::string& nextAddress, const std::vector<int>& suspects, bool leaving,
                        int timeoutMs) override;
-  Expected<Membership> awaitEpoch(Deadline deadline) override;
+  Expected<Membership> awaitEpoch(Deadline deadline, bool readSocket) override;
   int pendingJoiners() const override { return pending_.load(std::memory_order_relaxed); }
 
  private:
@@ -344,9 +344,17 @@ Status ClientImpl::requestUpdate(const std::string& nextAddress, const std::vect
   return Status::ok();
 }
 
-Expected<Membership> ClientImpl::awaitEpoch(Deadline deadline) {
+Expected<Membership> ClientImpl::awaitEpoch(Deadline deadline, bool readSocket) {
+  while (readSocket && !deadline.expired()) {
+    {
+      std::lock_guard lock(mu_);
+      if (nextEpoch_ || !broken_.isOk()) break;
+    }
+    if (pollFor(fd(), POLLIN, Deadline::afterMs(50).earlier(deadline)) > 0) (void)onReadable();
+  }
   std::unique_lock lock(mu_);
-  cv_.wait_until(lock, deadline.at(), [&] { return nextEpoch_.has_value() || !broken_.isOk(); });
+  cv_.wait_for(lock, std::chrono::milliseconds(deadline.remainingMs()),
+               [&] { return nextEpoch_.has_value() || !broken_.isOk(); });
   if (nextEpoch_) {
     Membership m = std::move(*nextEpoch_);
     nextEpoch_.reset();

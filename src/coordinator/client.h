@@ -59,8 +59,9 @@ class Client {
   // Ask for the next epoch (this member is at its safe point); suspects: ranks it saw fail.
   virtual Status requestUpdate(const std::string& nextAddress, const std::vector<int>& suspects, bool leaving,
                                int timeoutMs) = 0;
-  // Waits until the coordinator starts the next epoch (the event loop reads the socket).
-  virtual Expected<Membership> awaitEpoch(Deadline deadline) = 0;
+  // Waits until the coordinator starts the next epoch. The event loop reads the socket, unless
+  // readSocket: then this call does (before the communicator's event loop runs).
+  virtual Expected<Membership> awaitEpoch(Deadline deadline, bool readSocket = false) = 0;
   // Joiners waiting for the next update, as the coordinator last said.
   virtual int pendingJoiners() const = 0;
 };

@@ -70,6 +70,11 @@ Status Registry::admit(Communicator& c, const wire::JoinRequest& req) const {
                      "peer at '{}' joins communicator {:#x} with worldSize {}, but its first joiner ('{}') "
                      "said {}; every rank must pass the same size",
                      req.address, c.commId, req.worldSize, c.firstJoiner, c.worldSize);
+  if (req.maxWorld != c.maxWorld)
+    return makeError(loomInvalidUsage,
+                     "peer at '{}' joins communicator {:#x} with maxWorld {}, but its first joiner ('{}') said {}; "
+                     "every founder must pass the same LOOM_MAX_WORLD",
+                     req.address, c.commId, req.maxWorld, c.firstJoiner, c.maxWorld);
   int r = req.requestedRank;
   if (r < -1 || r >= static_cast<int>(c.worldSize))
     return makeError(loomInvalidUsage,
@@ -87,7 +92,7 @@ Status Registry::admit(Communicator& c, const wire::JoinRequest& req) const {
 // The rules a joiner of a running communicator must pass before it waits for the next update.
 Status Registry::admitRunning(const Communicator& c, const wire::JoinRequest& req) const {
   (void)req;  // a communicator still forming takes joiners too: they wait for its first update
-  const size_t members = static_cast<size_t>(c.presentCount());
+  const size_t members = static_cast<size_t>(c.presentCount()) + c.pending.size();
   if (c.maxWorld > 0 && members + c.joiners.size() >= c.maxWorld)
     return makeError(loomInvalidUsage,
                      "communicator {:#x} is full: {} members and {} joiners waiting, at most {} (LOOM_MAX_WORLD)",
@@ -147,33 +152,70 @@ Expected<std::optional<EpochChange>> Registry::requestUpdate(PeerId peer, uint64
   c.ready[rank] = Communicator::Ready{req.address, (req.flags & wire::kUpdateLeaving) != 0};
   c.members[rank].lastSeen = now;
   for (int32_t s : req.suspects)
-    if (s >= 0 && s < static_cast<int>(c.members.size()) && s != rank) c.suspects.insert(s);
-  return trySettle(c, now);
+    if (s >= 0 && s < static_cast<int>(c.members.size()) && s != rank) c.accusations[rank].insert(s);
+  auto change = trySettle(c, now);
+  forgetIfEmpty(c.commId);
+  return change;
 }
 
-bool Registry::awaited(const Communicator& c, int rank, Clock::time_point now) const {
+// Who is dropped on the members' word. An accused member that did not come to the update is
+// dropped. Two that both came and accuse each other (or one the other) had the link between them
+// fail, and the mesh needs every pair: the higher rank goes. Accusations of a dropped member no
+// longer count.
+std::set<int> Registry::convicted(const Communicator& c) const {
+  std::set<int> out;
+  for (const auto& [accuser, accused] : c.accusations) {
+    if (out.contains(accuser)) continue;
+    for (int s : accused) {
+      if (out.contains(s)) continue;
+      auto ready = c.ready.find(s);
+      const bool came = ready != c.ready.end() && !ready->second.leaving;
+      const int loser = came ? std::max(accuser, s) : s;
+      out.insert(loser);
+      if (loser == accuser) break;
+    }
+  }
+  return out;
+}
+
+bool Registry::awaited(const Communicator& c, int rank, Clock::time_point now, const std::set<int>& convicts) const {
   const Member& m = c.members[rank];
-  return m.present && !c.suspects.contains(rank) && now - m.lastSeen <= silentAfter();
+  return m.present && !convicts.contains(rank) && now - m.lastSeen <= silentAfter();
 }
 
 std::optional<EpochChange> Registry::trySettle(Communicator& c, Clock::time_point now) {
   if (!c.updating()) return std::nullopt;
   const bool timedOut = now - c.updateStarted >= c.updateTimeout;
+  const std::set<int> convicts = convicted(c);
   for (int r = 0; r < static_cast<int>(c.members.size()); ++r)
-    if (!c.ready.contains(r) && awaited(c, r, now) && !timedOut) return std::nullopt;
-  return advance(c, now);
+    if (!c.ready.contains(r) && awaited(c, r, now, convicts) && !timedOut) return std::nullopt;
+  return advance(c, now, convicts);
 }
 
 std::vector<EpochChange> Registry::settleUpdates(Clock::time_point now) {
   std::vector<EpochChange> out;
+  std::vector<uint64_t> settled;
   for (auto& [id, c] : comms_)
-    if (auto change = trySettle(c, now)) out.push_back(std::move(*change));
+    if (auto change = trySettle(c, now)) {
+      out.push_back(std::move(*change));
+      settled.push_back(id);
+    }
+  for (uint64_t id : settled) forgetIfEmpty(id);
   return out;
+}
+
+// A communicator whose last members left at an update (and that nobody waits to join) is gone,
+// and its id free again.
+void Registry::forgetIfEmpty(uint64_t commId) {
+  auto it = comms_.find(commId);
+  if (it != comms_.end() && it->second.phase == Communicator::Phase::Active && it->second.presentCount() == 0 &&
+      it->second.joiners.empty())
+    comms_.erase(it);
 }
 
 // The next epoch: the members that asked (in rank order, not leaving, not suspected by another,
 // still connected), then the joiners in arrival order. Everyone else is left behind.
-EpochChange Registry::advance(Communicator& c, Clock::time_point now) {
+EpochChange Registry::advance(Communicator& c, Clock::time_point now, const std::set<int>& convicts) {
   EpochChange out;
   out.commId = c.commId;
   out.epoch = ++c.epoch;
@@ -183,7 +225,7 @@ EpochChange Registry::advance(Communicator& c, Clock::time_point now) {
   for (int r = 0; r < static_cast<int>(c.members.size()); ++r) {
     const Member& m = c.members[r];
     auto ready = c.ready.find(r);
-    const bool goesOn = m.present && ready != c.ready.end() && !ready->second.leaving && !c.suspects.contains(r);
+    const bool goesOn = m.present && ready != c.ready.end() && !ready->second.leaving && !convicts.contains(r);
     if (goesOn) {
       next.push_back(Member{m.peer, ready->second.address, now, true});
       accept.addresses.push_back(ready->second.address);
@@ -193,10 +235,12 @@ EpochChange Registry::advance(Communicator& c, Clock::time_point now) {
     if (!m.present) continue;  // its connection is gone already
     peers_.erase(m.peer);
     if (ready != c.ready.end() && ready->second.leaving) continue;  // it closes by itself
-    std::string why = c.suspects.contains(r) ? "another member reported it failed"
-                      : ready == c.ready.end() ? fmt::format("it did not come to the update within {} ms",
-                                                             c.updateTimeout.count())
-                                               : "it was removed";
+    const auto silentMs = std::chrono::duration_cast<std::chrono::milliseconds>(now - m.lastSeen).count();
+    std::string why = convicts.contains(r) ? "another member reported it failed"
+                      : ready != c.ready.end()      ? "it was removed"
+                      : silentMs > silentAfter().count()
+                          ? fmt::format("the coordinator heard nothing from it for {} ms", silentMs)
+                          : fmt::format("it did not come to the update within {} ms", c.updateTimeout.count());
     out.removed.emplace_back(m.peer, fmt::format("rank {} of communicator {:#x} was removed at epoch {}: {}", r,
                                                  c.commId, out.epoch, why));
   }
@@ -216,7 +260,7 @@ EpochChange Registry::advance(Communicator& c, Clock::time_point now) {
   c.worldSize = accept.worldSize;
   c.joiners.clear();
   c.ready.clear();
-  c.suspects.clear();
+  c.accusations.clear();
   return out;
 }
 
@@ -265,7 +309,7 @@ std::optional<Departure> Registry::depart(PeerId peer) {
       d.address = p->address;
       c.pending.erase(p);
     }
-    d.forgotten = c.pending.empty();
+    d.forgotten = c.pending.empty() && c.joiners.empty();
   } else {
     c.members[ref.rank].present = false;
     d.address = c.members[ref.rank].address;
@@ -284,10 +328,11 @@ std::vector<ExpiredRendezvous> Registry::expireGathering(Clock::time_point now, 
       continue;
     }
     ExpiredRendezvous e{c.commId, c.worldSize, {}};
-    for (const auto& p : c.pending) {
-      e.waiting.push_back(p.peer);
-      peers_.erase(p.peer);
-    }
+    for (const auto* list : {&c.pending, &c.joiners})
+      for (const auto& p : *list) {
+        e.waiting.push_back(p.peer);
+        peers_.erase(p.peer);
+      }
     out.push_back(std::move(e));
     it = comms_.erase(it);
   }

@@ -58,7 +58,7 @@ struct Communicator {
   // The update of the current epoch, once a member asked for it: who is ready, whom members
   // reported failed, since when, and how long members that have not asked are waited for.
   std::map<int, Ready> ready;
-  std::set<int> suspects;
+  std::map<int, std::set<int>> accusations;  // member -> the ranks it reported failed
   Clock::time_point updateStarted{};
   std::chrono::milliseconds updateTimeout{0};
 
@@ -144,9 +144,11 @@ class Registry {
   Status admitRunning(const Communicator& c, const wire::JoinRequest& req) const;
   Rendezvous complete(Communicator& c, Clock::time_point now);
   // Whether member `rank` is still awaited by the update (present, not suspected, not silent).
-  bool awaited(const Communicator& c, int rank, Clock::time_point now) const;
+  std::set<int> convicted(const Communicator& c) const;
+  bool awaited(const Communicator& c, int rank, Clock::time_point now, const std::set<int>& convicts) const;
   std::optional<EpochChange> trySettle(Communicator& c, Clock::time_point now);
-  EpochChange advance(Communicator& c, Clock::time_point now);
+  EpochChange advance(Communicator& c, Clock::time_point now, const std::set<int>& convicts);
+  void forgetIfEmpty(uint64_t commId);
 
   uint32_t heartbeatMs_;
   std::unordered_map<uint64_t, Communicator> comms_;

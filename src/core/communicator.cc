@@ -121,14 +121,20 @@ Expected<std::unique_ptr<Communicator>> Communicator::create(int nranks, int ran
   if (!client) return client.error();
   comm->coordinator_ = std::move(*client);
   const coord::Membership& m = comm->coordinator_->membership();
-  LOOM_RETURN_IF_ERROR(comm->install(std::move(*tp), m, deadline));
+  Status connected = comm->install(std::move(*tp), m, joinRunning ? comm->meshDeadline(deadline) : deadline);
+  // A joiner is a member of the epoch it was admitted to: if that mesh fails (a member died while it
+  // formed), it takes part in the next update like the others.
+  if (!connected.isOk() && joinRunning && !deadline.expired())
+    connected = comm->enterNextEpoch({}, Deadline::afterMs(int64_t(settings.updateTimeoutMs) + settings.connectTimeoutMs));
+  LOOM_RETURN_IF_ERROR(connected);
   comm->loop_ = std::make_unique<EventLoop>(*comm);
   comm->loop_->start(m.rank, m.heartbeatMs > 0 ? m.heartbeatMs : settings.heartbeatMs,
                      settings.peerTimeoutMs > 0 ? std::max(settings.peerTimeoutMs / 4, 10) : 0);
   log::info(log::Subsys::Init, "communicator {} ready: rank {} of {} (epoch {}), transport {}, waiters {}",
             settings.commId, m.rank, m.size, m.epoch, settings.transport,
             comm->spinYield_ ? "yield while spinning" : "spin");
-  if (joinRunning) LOOM_RETURN_IF_ERROR(comm->quorum());
+  // A joiner below LOOM_MIN_WORLD is a member all the same (the others admitted it); its
+  // operations fail with loomBelowQuorum until an update brings enough members.
   return comm;
 }
 
@@ -157,17 +163,40 @@ Status Communicator::update() {
     }
     for (const auto& f : transport_->failures()) suspects.push_back(f.rank);
   }
-  std::string address;
-  auto next = newTransport(address);
-  if (!next) return next.error();
-  LOOM_RETURN_IF_ERROR(coordinator_->requestUpdate(address, suspects, false, settings_.updateTimeoutMs));
-  Deadline deadline = Deadline::afterMs(int64_t(settings_.updateTimeoutMs) + settings_.connectTimeoutMs);
-  auto m = coordinator_->awaitEpoch(deadline);
-  if (!m) return m.error();
-  LOOM_RETURN_IF_ERROR(install(std::move(*next), *m, deadline));
-  log::info(log::Subsys::Init, "communicator {:#x}: epoch {}, rank {} of {}", settings_.commId, m->epoch, m->rank,
-            m->size);
-  return quorum();
+  return enterNextEpoch(suspects, Deadline::afterMs(int64_t(settings_.updateTimeoutMs) + settings_.connectTimeoutMs));
+}
+
+// How long the new mesh may take to connect: a member that died after the coordinator counted it
+// never connects, and waiting the whole connect timeout for it would stall every survivor.
+Deadline Communicator::meshDeadline(Deadline outer) const {
+  const int ms = settings_.peerTimeoutMs > 0 ? std::max(2 * settings_.peerTimeoutMs, 1000) : settings_.connectTimeoutMs;
+  return Deadline::afterMs(ms).earlier(outer);
+}
+
+// Ask for the next epoch and connect its mesh. If the mesh cannot be connected (a member of the new
+// epoch died meanwhile, so nobody completes), ask again: the coordinator has dropped the dead one
+// by then (its connection closed) or drops it at the update timeout.
+Status Communicator::enterNextEpoch(std::vector<int> suspects, Deadline deadline) {
+  const bool loopRuns = loop_ != nullptr;  // else (a joiner still in create) read the coordinator here
+  for (;;) {
+    std::string address;
+    auto next = newTransport(address);
+    if (!next) return next.error();
+    LOOM_RETURN_IF_ERROR(coordinator_->requestUpdate(address, suspects, false, settings_.updateTimeoutMs));
+    auto m = coordinator_->awaitEpoch(deadline, !loopRuns);
+    if (!m) return m.error();
+    Status connected = install(std::move(*next), *m, meshDeadline(deadline));
+    if (connected.isOk()) {
+      dataAddress_ = address;
+      log::info(log::Subsys::Init, "communicator {:#x}: epoch {}, rank {} of {}", settings_.commId, m->epoch,
+                m->rank, m->size);
+      return quorum();
+    }
+    if (deadline.expired()) return connected;
+    log::warn(log::Subsys::Init, "communicator {:#x}: epoch {} could not be connected ({}); asking for the next",
+              settings_.commId, m->epoch, connected.toString());
+    suspects.clear();
+  }
 }
 
 Status Communicator::leave() {

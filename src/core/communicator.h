@@ -124,6 +124,8 @@ class Communicator {
   // Connects `next` for membership `m` and makes it the communicator's transport.
   Status install(std::unique_ptr<transport::Transport> next, const coord::Membership& m, Deadline deadline);
   Status quorum() const;  // loomBelowQuorum when fewer members than LOOM_MIN_WORLD remain
+  Status enterNextEpoch(std::vector<int> suspects, Deadline deadline);
+  Deadline meshDeadline(Deadline outer) const;
   bool progressLocked();  // engineMu_ held; true if anything moved
   Status driveUntilDone(const OpPtr& op, Deadline deadline);
   void finishLocked(const OpPtr& op, Status status);

@@ -6,15 +6,13 @@
 // test's own; a watchdog on every run.
 #include <catch2/catch.hpp>
 
-#include "multiproc/subprocess.h"
+#include "fault/elastic_job.h"
 
-#include <map>
-#include <memory>
 #include <random>
 #include <sstream>
 
-using loomtest::bin;
 using loomtest::Child;
+using loomtest::ElasticJob;
 
 namespace {
 
@@ -51,52 +49,31 @@ std::string describe(const Scenario& s) {
   return o.str();
 }
 
-// The "step ..." lines of one rank's output, by step number.
-std::map<int, std::string> stepLines(const std::string& out) {
-  std::map<int, std::string> lines;
-  for (const auto& line : loomtest::lines(out))
-    if (line.rfind("step ", 0) == 0) lines[std::stoi(line.substr(5))] = line;
-  return lines;
-}
-
 void runScenario(const Scenario& s) {
   INFO(describe(s));
   std::printf("F1 %s\n", describe(s).c_str());
   std::fflush(stdout);
-  std::string address;
-  auto loomd = loomtest::startLoomd(address);
-  REQUIRE(!address.empty());
-  std::vector<std::unique_ptr<Child>> ranks;
+  ElasticJob job(100 + s.seed, {"LOOM_PEER_TIMEOUT_MS=1000", "LOOM_TIMEOUT_MS=30000"});
   for (int r = 0; r < s.ranks; ++r) {
     // 3 ms of "compute" before each step: a kill that misses the operation lands before the next.
-    std::vector<std::string> argv{bin("elastic_worker"), "--steps", std::to_string(s.steps), "--count",
-                                  std::to_string(s.count), "--step-ms", "3"};
+    std::vector<std::string> args{"--steps", std::to_string(s.steps), "--count", std::to_string(s.count),
+                                  "--step-ms", "3"};
     if (r == s.victim)
-      argv.insert(argv.end(), {"--die-at", std::to_string(s.dieAt), "--die-delay-us", std::to_string(s.delayUs)});
-    ranks.push_back(std::make_unique<Child>(
-        argv, loomtest::cleanEnv({"LOOM_COORDINATOR=" + address, "LOOM_RANK=" + std::to_string(r),
-                                  "LOOM_WORLD_SIZE=" + std::to_string(s.ranks),
-                                  "LOOM_COMM_ID=" + std::to_string(100 + s.seed), "LOOM_PEER_TIMEOUT_MS=1000",
-                                  "LOOM_TIMEOUT_MS=30000", "LOOM_DEBUG=NONE"})));
+      args.insert(args.end(), {"--die-at", std::to_string(s.dieAt), "--die-delay-us", std::to_string(s.delayUs)});
+    job.founder(r, s.ranks, args);
   }
-  for (auto& r : ranks) {
-    const bool ended = r->wait(60);  // watchdog: nobody may hang
-    if (!ended) r->stop(SIGKILL, 0);
-    INFO("rank output:\n" << r->out() << r->err());
-    REQUIRE(ended);
-  }
-  loomd->stop(SIGTERM, 3);
+  const bool ended = job.waitAll(60);  // watchdog: nobody may hang
+  INFO(job.report());
+  REQUIRE(ended);
 
   int idsum = 0;
   for (int r = 0; r < s.ranks; ++r)
     if (r != s.victim) idsum += r + 1;
   const std::string finalWorld = "world " + std::to_string(s.ranks - 1) + " contributors " +
                                  std::to_string(s.ranks - 1) + " idsum " + std::to_string(idsum) + " ";
-  std::map<int, std::string> reference;
-  int referenceRank = -1;
   for (int r = 0; r < s.ranks; ++r) {
-    const Child& c = *ranks[r];
-    INFO("rank " << r << " output:\n" << c.out() << c.err());
+    const Child& c = *job.procs()[r];
+    INFO("rank " << r);
     if (r == s.victim) {
       CHECK(c.termSignal() == SIGKILL);
       continue;
@@ -105,26 +82,18 @@ void runScenario(const Scenario& s) {
     // It saw the loss: one failed step whose error names the lost rank.
     const auto failedAt = c.out().find("failed: ");
     CHECK(failedAt != std::string::npos);
+    CHECK(c.out().find("rank " + std::to_string(s.victim)) != std::string::npos);
     if (r == (s.victim == 1 ? 0 : 1) && failedAt != std::string::npos) {
       const auto lineStart = c.out().rfind('\n', failedAt) + 1;
       std::printf("   %s\n", c.out().substr(lineStart, failedAt - lineStart + 6).c_str());
     }
-    CHECK(c.out().find("rank " + std::to_string(s.victim)) != std::string::npos);
-    auto lines = stepLines(c.out());
+    auto lines = ElasticJob::stepLines(c.out());
     REQUIRE(static_cast<int>(lines.size()) == s.steps);
     // The last steps ran among the survivors and summed exactly their contributions.
     CHECK(lines[s.steps - 1].find(finalWorld) != std::string::npos);
-    if (referenceRank < 0) {
-      reference = lines;
-      referenceRank = r;
-      continue;
-    }
-    // Bit-identical on every survivor, at every step, the retried one included.
-    for (int step = 0; step < s.steps; ++step) {
-      INFO("step " << step << ": rank " << referenceRank << " and rank " << r);
-      CHECK(lines[step] == reference[step]);
-    }
   }
+  // Bit-identical on every survivor, at every step, the retried one included.
+  job.checkAgreement();
 }
 
 }  // namespace

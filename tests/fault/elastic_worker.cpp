@@ -12,8 +12,10 @@
 // counters: id+1, 1, and whether joiners are waiting. Integers this small sum exactly in any order,
 // so with S = sum(id+1) and K = contributors every result must be v[i] = S(s+1) + K(i mod 7), and
 // K must equal the world size. After a failure the buffer must hold this rank's input again
-// (restored), the membership is updated and the same step retried. Prints per completed step
-//   step S epoch E world W contributors K idsum X hash H
+// (restored), the membership is updated, the shared state (step, parameters) synchronized and the
+// same step retried. Prints per completed step
+//   step S epoch E world W contributors K idsum X hash H state T
+// (T: hash of the shared state after the step), and per shared-state sync the bytes it moved.
 // which the test compares across ranks. With --die-at the rank SIGKILLs itself US microseconds
 // into step STEP's all-reduce (from a second thread), in the middle of it.
 #include <loom/loom.h>
@@ -82,16 +84,36 @@ void fill(std::vector<float>& buf, size_t count, int id, int step, int pending) 
   buf[count + 2] = float(pending > 0 ? 1 : 0);
 }
 
-// The step every member is at: a joiner learns it from rank 0 (a survivor) after each update.
-void agreeOnStep(int& step, loomComm_t comm) {
-  int64_t s = step;
-  if (loomBroadcast(&s, &s, 1, loomInt64, 0, comm) != loomSuccess) fail(7, "broadcast of the step", comm);
-  step = static_cast<int>(s);
-}
+// The state every member keeps equal: the step and the "parameters" (the running sum of results).
+// A joiner, and any member that fell behind, gets it from the others (loomSharedStateSync).
+struct State {
+  int64_t step = 0;
+  std::vector<float> params;
+  uint64_t revision = 0;
 
-void update(int& step, loomComm_t comm) {
+  void sync(loomComm_t comm) {
+    loomSharedEntry_t entries[] = {{"step", &step, sizeof step}, {"params", params.data(), params.size() * sizeof(float)}};
+    loomSyncInfo_t info{};
+    if (loomSharedStateSync(comm, entries, 2, revision + 1, &info) != loomSuccess) fail(7, "loomSharedStateSync", comm);
+    revision = info.revision;
+    uint64_t epoch = 0;
+    loomCommEpoch(comm, &epoch);
+    std::printf("sync epoch %" PRIu64 " revision %" PRIu64 " sent %" PRIu64 " received %" PRIu64 "\n", epoch, revision,
+                info.bytesSent, info.bytesReceived);
+  }
+
+  uint64_t hash() const {
+    const void* parts[] = {&step, params.data()};
+    const size_t bytes[] = {sizeof step, params.size() * sizeof(float)};
+    uint64_t h = 0;
+    loomHash(parts, bytes, 2, &h);
+    return h;
+  }
+};
+
+void update(State& state, loomComm_t comm) {
   if (loomCommUpdate(comm) != loomSuccess) fail(5, "loomCommUpdate", comm);
-  agreeOnStep(step, comm);
+  state.sync(comm);
 }
 
 }  // namespace
@@ -108,8 +130,10 @@ int main(int argc, char** argv) {
   int rank = 0;
   loomCommRank(comm, &rank);
   const int id = o.id >= 0 ? o.id : rank;
-  int step = 0;
-  if (o.join) agreeOnStep(step, comm);
+  State state;
+  state.params.assign(o.count, 0.0f);
+  state.sync(comm);  // a joiner gets the step and parameters here
+  int step = static_cast<int>(state.step);
   std::printf("id %d: rank %d, starting at step %d\n", id, rank, step);
 
   const size_t n = o.count + 3;
@@ -133,7 +157,8 @@ int main(int argc, char** argv) {
     if (rc == loomPeerLost || rc == loomRemoteError) {
       std::printf("id %d: step %d failed: %s\n", id, step, loomGetLastError(comm));
       if (std::memcmp(buf.data(), input.data(), n * sizeof(float)) != 0) fail(4, "input not restored", comm);
-      update(step, comm);
+      update(state, comm);
+      step = static_cast<int>(state.step);
       continue;
     }
     if (rc != loomSuccess) fail(6, "loomAllReduce", comm);
@@ -153,16 +178,21 @@ int main(int argc, char** argv) {
     const void* parts[] = {buf.data()};
     const size_t bytes[] = {n * sizeof(float)};
     loomHash(parts, bytes, 1, &hash);
-    std::printf("step %d epoch %" PRIu64 " world %d contributors %d idsum %d hash %016" PRIx64 "\n", step, epoch,
-                world, int(contributors), int(idsum), hash);
-    ++step;
+    // "Training": the parameters take the step's result (exact: small integers), the step advances.
+    for (size_t i = 0; i < o.count; ++i) state.params[i] += buf[i] - state.params[i] * 0.5f;
+    state.step = ++step;
+    std::printf("step %d epoch %" PRIu64 " world %d contributors %d idsum %d hash %016" PRIx64 " state %016" PRIx64 "\n",
+                step - 1, epoch, world, int(contributors), int(idsum), hash, state.hash());
     if (buf[o.count + 2] > 0 && step == o.leaveAt) {
       if (loomCommLeave(comm) != loomSuccess) fail(8, "loomCommLeave", comm);
       std::printf("id %d: left before step %d\n", id, step);
       loomCommDestroy(comm);
       return 0;
     }
-    if (buf[o.count + 2] > 0 && step < o.steps) update(step, comm);
+    if (buf[o.count + 2] > 0 && step < o.steps) {
+      update(state, comm);
+      step = static_cast<int>(state.step);
+    }
   }
   std::printf("id %d: done\n", id);
   loomCommDestroy(comm);

@@ -79,7 +79,7 @@ TEST_CASE("JoinRequest round-trips", "[wire]") {
 }
 
 TEST_CASE("JoinAccept round-trips", "[wire]") {
-  JoinAccept a{1, 3, 250, {"a:1", "", std::string(kMaxAddressBytes, 'x')}};
+  JoinAccept a{1, 3, 250, {"a:1", "", std::string(kMaxAddressBytes, 'x')}, {}};
   auto f = encode(header(Type::JoinAccept), a);
   checkHeader(f, Type::JoinAccept);
   auto m = decodeJoinAccept(payloadOf(f));
@@ -234,7 +234,7 @@ TEST_CASE("an over-long address or message is refused", "[wire]") {
   REQUIRE_FALSE(m);
   CHECK(m.error().code() == loomInvalidArgument);
   CHECK(contains(m.error(), "JoinRequest address is 300 bytes, limit 256"));
-  JoinAccept a{0, 4, 100, {"a", "b", "c", std::string(300, 'z')}};
+  JoinAccept a{0, 4, 100, {"a", "b", "c", std::string(300, 'z')}, {}};
   auto ja = decodeJoinAccept(payloadOf(encode(header(Type::JoinAccept), a)));
   REQUIRE_FALSE(ja);
   CHECK(ja.error().message() == "JoinAccept address 3 is 300 bytes, limit 256");
@@ -257,12 +257,12 @@ TEST_CASE("a worldSize over the limit is refused", "[wire]") {
 
 TEST_CASE("inconsistent fields are refused", "[wire]") {
   // A JoinAccept whose rank or address list does not fit its world.
-  CHECK(decodeFrame(encode(header(Type::JoinAccept), JoinAccept{3, 3, 1, {"a", "b", "c"}})).code() ==
+  CHECK(decodeFrame(encode(header(Type::JoinAccept), JoinAccept{3, 3, 1, {"a", "b", "c"}, {}})).code() ==
         loomInvalidArgument);
-  CHECK(contains(decodeFrame(encode(header(Type::JoinAccept), JoinAccept{0, 3, 1, {"a", "b"}})),
+  CHECK(contains(decodeFrame(encode(header(Type::JoinAccept), JoinAccept{0, 3, 1, {"a", "b"}, {}})),
                  "2 addresses for worldSize 3"));
   // A huge address count with no bytes behind it fails before allocating.
-  auto ja = encode(header(Type::JoinAccept), JoinAccept{0, kMaxWorldSize, 1, {}});
+  auto ja = encode(header(Type::JoinAccept), JoinAccept{0, kMaxWorldSize, 1, {}, {}});
   putU32At(ja, kHeaderBytes + 12, kMaxWorldSize);
   CHECK(contains(decodeFrame(ja), "cannot fit"));
   // Reject and OpError must carry an error code.
@@ -284,4 +284,260 @@ TEST_CASE("type names are stable", "[wire]") {
   CHECK(std::string(typeName(Type::JoinRequest)) == "JoinRequest");
   CHECK(std::string(typeName(Type::OpError)) == "OpError");
   CHECK(std::string(typeName(static_cast<Type>(1234))) == "unknown");
+}
+
+// ---- membership epochs (wire version 3) ---------------------------------------------------------
+
+namespace {
+
+UpdateRequest sampleUpdate() {
+  UpdateRequest u;
+  u.flags = kUpdateLeaving;
+  u.timeoutMs = 1500;
+  u.address = "10.0.0.7:5000";
+  u.suspects = {1, 4};
+  return u;
+}
+
+// Offset of the suspect count in an UpdateRequest payload: flags, timeoutMs, address (length + bytes).
+size_t suspectCountAt(const UpdateRequest& u) { return 4 + 4 + 4 + u.address.size(); }
+
+// Offset of the previous-rank count in a JoinAccept payload.
+size_t previousCountAt(const JoinAccept& a) {
+  size_t at = 16;
+  for (const auto& s : a.addresses) at += 4 + s.size();
+  return at;
+}
+
+}  // namespace
+
+TEST_CASE("UpdateRequest round-trips", "[wire][epoch]") {
+  UpdateRequest u = sampleUpdate();
+  auto f = encode(header(Type::UpdateRequest), u);
+  checkHeader(f, Type::UpdateRequest);
+  auto m = decodeUpdateRequest(payloadOf(f));
+  REQUIRE(m);
+  CHECK(m->flags == kUpdateLeaving);
+  CHECK(m->timeoutMs == 1500);
+  CHECK(m->address == "10.0.0.7:5000");
+  CHECK(m->suspects == std::vector<int32_t>{1, 4});
+  // No suspects and no address (a leaving member sends none) is fine too.
+  auto empty = encode(header(Type::UpdateRequest), UpdateRequest{});
+  checkHeader(empty, Type::UpdateRequest);
+  auto e = decodeUpdateRequest(payloadOf(empty));
+  REQUIRE(e);
+  CHECK(e->flags == 0);
+  CHECK(e->address.empty());
+  CHECK(e->suspects.empty());
+  // The largest legal suspect rank.
+  UpdateRequest top;
+  top.suspects = {int32_t(kMaxWorldSize - 1)};
+  REQUIRE(decodeUpdateRequest(payloadOf(encode(header(Type::UpdateRequest), top))));
+}
+
+TEST_CASE("PendingNotice round-trips", "[wire][epoch]") {
+  auto f = encode(header(Type::PendingNotice), PendingNotice{3});
+  CHECK(checkHeader(f, Type::PendingNotice).payloadBytes == 4);
+  auto m = decodePendingNotice(payloadOf(f));
+  REQUIRE(m);
+  CHECK(m->joiners == 3);
+  auto zero = decodePendingNotice(payloadOf(encode(header(Type::PendingNotice), PendingNotice{0})));
+  REQUIRE(zero);
+  CHECK(zero->joiners == 0);
+}
+
+TEST_CASE("EpochStart carries a JoinAccept with previous ranks", "[wire][epoch]") {
+  JoinAccept a{2, 3, 100, {"a:1", "b:2", "new:3"}, {0, 2, -1}};
+  auto f = encodeAs(Type::EpochStart, header(Type::EpochStart), a);
+  checkHeader(f, Type::EpochStart);
+  auto m = decodeJoinAccept(payloadOf(f));
+  REQUIRE(m);
+  CHECK(m->rank == 2);
+  CHECK(m->worldSize == 3);
+  CHECK(m->heartbeatMs == 100);
+  CHECK(m->addresses == a.addresses);
+  CHECK(m->previousRanks == std::vector<int32_t>{0, 2, -1});
+  // The same payload under JoinAccept (an admitted joiner) decodes the same.
+  auto j = encode(header(Type::JoinAccept), a);
+  checkHeader(j, Type::JoinAccept);
+  CHECK(payloadOf(j) == payloadOf(f));
+  // A founding JoinAccept has no previous ranks.
+  auto founding = decodeJoinAccept(payloadOf(encode(header(Type::JoinAccept), JoinAccept{0, 2, 1, {"x", "y"}, {}})));
+  REQUIRE(founding);
+  CHECK(founding->previousRanks.empty());
+}
+
+TEST_CASE("a previous-rank count that is neither 0 nor worldSize is refused", "[wire][epoch]") {
+  JoinAccept a{0, 3, 1, {"a", "b", "c"}, {0, 1}};
+  auto f = encodeAs(Type::EpochStart, header(Type::EpochStart), a);
+  auto s = decodeFrame(f);
+  CHECK(s.code() == loomInvalidArgument);
+  CHECK(contains(s, "2 previous ranks for worldSize 3"));
+  auto m = decodeJoinAccept(payloadOf(f));
+  REQUIRE_FALSE(m);
+  CHECK(m.error().message() == "JoinAccept has 2 previous ranks for worldSize 3");
+  // More previous ranks than members is as wrong as fewer.
+  JoinAccept more{0, 1, 1, {"a"}, {0, 1}};
+  CHECK(contains(decodeJoinAccept(payloadOf(encode(header(Type::JoinAccept), more))).error(),
+                 "2 previous ranks for worldSize 1"));
+  // A huge count with no bytes behind it fails on the count, before allocating.
+  JoinAccept ok{0, 2, 1, {"a", "b"}, {0, 1}};
+  auto p = payloadOf(encode(header(Type::JoinAccept), ok));
+  putU32At(p, previousCountAt(ok), 0xFFFFFFFFu);
+  auto huge = decodeJoinAccept(p);
+  REQUIRE_FALSE(huge);
+  CHECK(huge.error().code() == loomInvalidArgument);
+  CHECK(contains(huge.error(), "previous ranks"));
+}
+
+TEST_CASE("a previous rank below -1 is refused", "[wire][epoch]") {
+  JoinAccept a{1, 2, 1, {"a", "b"}, {0, -2}};
+  auto f = encodeAs(Type::EpochStart, header(Type::EpochStart), a);
+  auto s = decodeFrame(f);
+  CHECK(s.code() == loomInvalidArgument);
+  CHECK(contains(s, "previous rank -2"));
+  auto m = decodeJoinAccept(payloadOf(f));
+  REQUIRE_FALSE(m);
+  CHECK(m.error().message() == "JoinAccept previous rank -2 is outside -1..65535");
+  // -1 (new in this epoch) is fine; so is the largest rank a world can have.
+  JoinAccept edge{0, 2, 1, {"a", "b"}, {-1, int32_t(kMaxWorldSize - 1)}};
+  CHECK(decodeJoinAccept(payloadOf(encode(header(Type::JoinAccept), edge))));
+  JoinAccept over{0, 2, 1, {"a", "b"}, {0, int32_t(kMaxWorldSize)}};
+  CHECK(contains(decodeJoinAccept(payloadOf(encode(header(Type::JoinAccept), over))).error(), "previous rank 65536"));
+}
+
+TEST_CASE("an UpdateRequest suspect count the bytes cannot hold is refused", "[wire][epoch]") {
+  UpdateRequest u = sampleUpdate();
+  auto f = encode(header(Type::UpdateRequest), u);
+  auto p = payloadOf(f);
+  putU32At(p, suspectCountAt(u), 3);  // two suspects' bytes follow
+  auto m = decodeUpdateRequest(p);
+  REQUIRE_FALSE(m);
+  CHECK(m.error().code() == loomInvalidArgument);
+  CHECK(m.error().message() == "UpdateRequest lists 3 suspects in 8 bytes");
+  putU32At(p, suspectCountAt(u), 0xFFFFFFFFu);
+  auto huge = decodeUpdateRequest(p);
+  REQUIRE_FALSE(huge);
+  CHECK(contains(huge.error(), "suspects"));
+  // Through the frame decoder too.
+  putU32At(f, kHeaderBytes + suspectCountAt(u), 1000);
+  CHECK(contains(decodeFrame(f), "UpdateRequest lists 1000 suspects"));
+}
+
+TEST_CASE("a negative UpdateRequest suspect rank is refused", "[wire][epoch]") {
+  UpdateRequest u;
+  u.address = "x";
+  u.suspects = {2, -1};
+  auto f = encode(header(Type::UpdateRequest), u);
+  auto s = decodeFrame(f);
+  CHECK(s.code() == loomInvalidArgument);
+  auto m = decodeUpdateRequest(payloadOf(f));
+  REQUIRE_FALSE(m);
+  CHECK(m.error().message() == "UpdateRequest suspect rank -1 is outside 0..65535");
+  u.suspects = {int32_t(kMaxWorldSize)};
+  CHECK(contains(decodeUpdateRequest(payloadOf(encode(header(Type::UpdateRequest), u))).error(),
+                 "suspect rank 65536"));
+}
+
+TEST_CASE("truncated epoch messages name the field they could not read", "[wire][epoch]") {
+  UpdateRequest u = sampleUpdate();
+  auto up = payloadOf(encode(header(Type::UpdateRequest), u));
+  std::span<const uint8_t> ups(up);
+  auto flags = decodeUpdateRequest(ups.first(2));
+  REQUIRE_FALSE(flags);
+  CHECK(flags.error().message() == "UpdateRequest truncated: flags needs 4 bytes, 2 left");
+  CHECK(contains(decodeUpdateRequest(ups.first(6)).error(), "timeoutMs needs 4 bytes"));
+  CHECK(contains(decodeUpdateRequest(ups.first(12)).error(), "address needs 13 bytes, 0 left"));
+  CHECK(contains(decodeUpdateRequest(ups.first(suspectCountAt(u) + 2)).error(), "suspect count needs 4 bytes"));
+  // The last suspect cut short: the count no longer fits the bytes.
+  auto last = decodeUpdateRequest(ups.first(up.size() - 1));
+  REQUIRE_FALSE(last);
+  CHECK(last.error().code() == loomInvalidArgument);
+  CHECK(contains(last.error(), "suspects in 7 bytes"));
+
+  auto pn = payloadOf(encode(header(Type::PendingNotice), PendingNotice{5}));
+  auto shortNotice = decodePendingNotice(std::span<const uint8_t>(pn).first(3));
+  REQUIRE_FALSE(shortNotice);
+  CHECK(shortNotice.error().message() == "PendingNotice truncated: joiners needs 4 bytes, 3 left");
+  CHECK(contains(decodePendingNotice({}).error(), "joiners"));
+
+  JoinAccept a{0, 2, 1, {"a", "b"}, {1, -1}};
+  auto ep = payloadOf(encodeAs(Type::EpochStart, header(Type::EpochStart), a));
+  std::span<const uint8_t> eps(ep);
+  CHECK(contains(decodeJoinAccept(eps.first(previousCountAt(a) + 1)).error(), "previous rank count needs 4 bytes"));
+  auto lastRank = decodeJoinAccept(eps.first(ep.size() - 1));
+  REQUIRE_FALSE(lastRank);
+  CHECK(contains(lastRank.error(), "previous ranks cannot fit in 7 bytes"));
+  // A JoinAccept without the previous-rank count (wire version 2's layout) is truncated now.
+  CHECK(contains(decodeJoinAccept(eps.first(previousCountAt(a))).error(), "previous rank count"));
+
+  // The frame decoder sees the cut too.
+  auto f = encode(header(Type::UpdateRequest), u);
+  f.pop_back();
+  CHECK(decodeFrame(f).code() == loomInvalidArgument);
+  CHECK(contains(decodeFrame(f), "truncated"));
+}
+
+TEST_CASE("trailing bytes after epoch messages are refused", "[wire][epoch]") {
+  auto up = payloadOf(encode(header(Type::UpdateRequest), sampleUpdate()));
+  up.push_back(0);
+  auto u = decodeUpdateRequest(up);
+  REQUIRE_FALSE(u);
+  CHECK(u.error().message() == "UpdateRequest has 1 trailing bytes after its last field");
+
+  auto pn = payloadOf(encode(header(Type::PendingNotice), PendingNotice{1}));
+  pn.insert(pn.end(), {1, 2});
+  auto p = decodePendingNotice(pn);
+  REQUIRE_FALSE(p);
+  CHECK(p.error().message() == "PendingNotice has 2 trailing bytes after its last field");
+
+  auto ep = payloadOf(encodeAs(Type::EpochStart, header(Type::EpochStart), JoinAccept{0, 1, 1, {"a"}, {0}}));
+  ep.push_back(9);
+  auto e = decodeJoinAccept(ep);
+  REQUIRE_FALSE(e);
+  CHECK(contains(e.error(), "JoinAccept has 1 trailing bytes"));
+
+  auto f = encode(header(Type::PendingNotice), PendingNotice{1});
+  f.push_back(0);
+  CHECK(decodeFrame(f).code() == loomInvalidArgument);
+}
+
+TEST_CASE("a JoinRequest maxWorld over the limit is refused", "[wire][epoch]") {
+  JoinRequest j{LOOM_VERSION_CODE, 2, -1, "x", kMaxWorldSize};
+  auto ok = decodeJoinRequest(payloadOf(encode(header(Type::JoinRequest), j)));
+  REQUIRE(ok);
+  CHECK(ok->maxWorld == kMaxWorldSize);
+  j.maxWorld = kMaxWorldSize + 1;
+  auto f = encode(header(Type::JoinRequest), j);
+  auto m = decodeJoinRequest(payloadOf(f));
+  REQUIRE_FALSE(m);
+  CHECK(m.error().code() == loomInvalidArgument);
+  CHECK(m.error().message() == "JoinRequest maxWorld 65537 is over 65536");
+  CHECK(contains(decodeFrame(f), "maxWorld"));
+  // The running-join flag travels in the header.
+  Header h = header(Type::JoinRequest);
+  h.flags = kJoinRunning;
+  auto running = encode(h, JoinRequest{LOOM_VERSION_CODE, 1, -1, "j", 0});
+  auto rh = decodeHeader(running);
+  REQUIRE(rh);
+  CHECK((rh->flags & kJoinRunning) != 0);
+}
+
+TEST_CASE("epoch message limits and names", "[wire][epoch]") {
+  CHECK(std::string(typeName(Type::UpdateRequest)) == "UpdateRequest");
+  CHECK(std::string(typeName(Type::EpochStart)) == "EpochStart");
+  CHECK(std::string(typeName(Type::PendingNotice)) == "PendingNotice");
+  // A PendingNotice carries exactly one count; the header alone refuses a longer one.
+  auto f = encode(header(Type::PendingNotice), PendingNotice{1});
+  putU32At(f, 8, 5);
+  auto h = decodeHeader(f);
+  REQUIRE_FALSE(h);
+  CHECK(contains(h.error(), "PendingNotice payload is 5 bytes, limit 4"));
+  // A full world of suspects with the longest address fits the UpdateRequest limit.
+  UpdateRequest big;
+  big.address = std::string(kMaxAddressBytes, 'a');
+  big.suspects.assign(kMaxWorldSize, 0);
+  auto bf = encode(header(Type::UpdateRequest), big);
+  CHECK(bf.size() - kHeaderBytes == maxPayload(Type::UpdateRequest));
+  CHECK(decodeFrame(bf).isOk());
 }

@@ -1,0 +1,142 @@
+// Shared-state sync in three steps, each the same on every member:
+//   1. all-gather a fixed summary (revision, entry count, hash of the names and sizes), so a
+//      member with other entries is named before anything else moves;
+//   2. all-gather every entry's hash, pick the majority, and derive one transfer plan from the
+//      gathered table (identical everywhere, so sends and receives pair up without negotiation);
+//   3. run the plan as point-to-point transfers: every out-of-date member receives each differing
+//      entry from one majority member, spread round-robin so no single peer sends everything.
+// In steady state (everyone equal) only the two small all-gathers run: no state bytes move.
+#include "core/shared_state.h"
+
+#include "core/communicator.h"
+#include "core/hash.h"
+
+#include <algorithm>
+#include <map>
+
+namespace loom {
+namespace {
+
+struct Summary {
+  uint64_t revision = 0;
+  uint64_t count = 0;
+  uint64_t layout = 0;  // hash of every entry's name and size, in order
+};
+
+Status gather(Communicator& comm, const void* mine, void* all, size_t bytes) {
+  coll::Args a;
+  a.kind = coll::Kind::AllGather;
+  a.send = mine;
+  a.recv = all;
+  a.count = bytes;
+  a.dtype = loomUint8;
+  return comm.run(a);
+}
+
+uint64_t layoutHash(const std::vector<SharedEntry>& entries) {
+  uint64_t h = 0x5348415245445354ull;  // "SHAREDST"
+  for (const auto& e : entries) {
+    h = xxh64(e.name.data(), e.name.size(), h);
+    h = xxh64(&e.bytes, sizeof e.bytes, h);
+  }
+  return h;
+}
+
+}  // namespace
+
+Expected<SyncResult> syncSharedState(Communicator& comm, const std::vector<SharedEntry>& entries, uint64_t revision,
+                                     uint64_t& lastRevision) {
+  if (lastRevision != 0 && revision != lastRevision + 1)
+    return makeError(loomInvalidUsage,
+                     "shared state revision {} does not follow the last synchronized revision {}: it must advance by "
+                     "exactly one per sync",
+                     revision, lastRevision);
+  const int size = comm.size(), rank = comm.rank();
+  const size_t n = entries.size();
+
+  // 1. Same entries everywhere?
+  Summary mine{revision, n, layoutHash(entries)};
+  std::vector<Summary> summaries(size);
+  LOOM_RETURN_IF_ERROR(gather(comm, &mine, summaries.data(), sizeof(Summary)));
+  for (int r = 0; r < size; ++r)
+    if (summaries[r].count != n || summaries[r].layout != mine.layout)
+      return makeError(loomInvalidUsage,
+                       "shared state differs in shape: rank {} has {} entries, rank {} has {} (or their names or sizes "
+                       "differ); every member must pass the same names and sizes in the same order",
+                       rank, n, r, summaries[r].count);
+  if (n == 0) {
+    lastRevision = revision;
+    return SyncResult{revision, 0, 0, 0, 0};
+  }
+
+  // 2. Every entry's hash everywhere; the majority state wins.
+  std::vector<uint64_t> hashes(n), table(n * size);
+  for (size_t e = 0; e < n; ++e) hashes[e] = xxh64(entries[e].data, entries[e].bytes, revision);
+  LOOM_RETURN_IF_ERROR(gather(comm, hashes.data(), table.data(), n * sizeof(uint64_t)));
+  auto stateOf = [&](int r) {
+    std::vector<uint64_t> s(table.begin() + r * n, table.begin() + (r + 1) * n);
+    s.push_back(summaries[r].revision);
+    return s;
+  };
+  std::map<std::vector<uint64_t>, std::vector<int>> groups;
+  for (int r = 0; r < size; ++r) groups[stateOf(r)].push_back(r);
+  const std::vector<int>* winners = nullptr;
+  for (const auto& [state, members] : groups)
+    if (!winners || members.size() > winners->size() ||
+        (members.size() == winners->size() && members.front() < winners->front()))
+      winners = &members;
+  const int winner = winners->front();
+  const uint64_t agreed = summaries[winner].revision;
+  // Hashes are seeded with the revision: a member at another revision differs in every entry.
+  const uint64_t* good = table.data() + size_t(winner) * n;
+
+  // 3. The plan, in one order on every rank: for each out-of-date member, each differing entry.
+  SyncResult result{agreed, 0, 0, 0, 0};
+  std::vector<OpPtr> ops;
+  auto transfer = [&](coll::Kind kind, int peer, void* data, size_t bytes) -> Status {
+    coll::Args a;
+    a.kind = kind;
+    a.send = data;
+    a.recv = data;
+    a.count = bytes;
+    a.dtype = loomUint8;
+    a.root = peer;
+    auto op = comm.start(a, std::nullopt);
+    if (!op) return op.error();
+    ops.push_back(*op);
+    return Status::ok();
+  };
+  size_t turn = 0;
+  std::vector<size_t> received;
+  for (int r = 0; r < size; ++r) {
+    if (std::find(winners->begin(), winners->end(), r) != winners->end()) continue;
+    for (size_t e = 0; e < n; ++e) {
+      if (table[size_t(r) * n + e] == good[e]) continue;
+      const int from = (*winners)[turn++ % winners->size()];
+      if (rank == from) {
+        LOOM_RETURN_IF_ERROR(transfer(coll::Kind::Send, r, entries[e].data, entries[e].bytes));
+        result.bytesSent += entries[e].bytes;
+        ++result.entriesSent;
+      } else if (rank == r) {
+        LOOM_RETURN_IF_ERROR(transfer(coll::Kind::Recv, from, entries[e].data, entries[e].bytes));
+        result.bytesReceived += entries[e].bytes;
+        ++result.entriesReceived;
+        received.push_back(e);
+      }
+    }
+  }
+  Status failed;
+  for (auto& op : ops) {
+    Status s = comm.wait(op, op->deadline);
+    if (!s.isOk() && failed.isOk()) failed = s;
+  }
+  LOOM_RETURN_IF_ERROR(failed);
+  for (size_t e : received)
+    if (xxh64(entries[e].data, entries[e].bytes, agreed) != good[e])
+      return makeError(loomInternalError, "shared state entry '{}' arrived with another hash than rank {} announced",
+                       entries[e].name, winner);
+  lastRevision = agreed;
+  return result;
+}
+
+}  // namespace loom

@@ -60,6 +60,9 @@ class Operation {
   virtual Status progress() = 0;
   // Cancel every transfer still pending (after a failure or abort); never touches buffers after.
   virtual void cancel(const Status& why) = 0;
+  // In its outcome vote (withOutcomeVote): it has its result and told every peer so; only the
+  // peers' votes may fail it now.
+  virtual bool voting() const { return false; }
 };
 
 // Picks the algorithm for args (by kind, size and tuning) and builds it. Args are validated by the

@@ -38,6 +38,8 @@ class Vote final : public Operation {
     return s.code() == loomInProgress ? s : finish(s);
   }
 
+  bool voting() const override { return voted_ && !finished_; }
+
   void cancel(const Status& why) override {
     inner_->cancel(why);
     for (auto& t : transfers_)

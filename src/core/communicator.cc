@@ -286,7 +286,7 @@ Expected<OpPtr> Communicator::start(const coll::Args& args, std::optional<uint64
   ctx.signature = coll::signatureOf(args);
   op->algorithm = coll::makeOperation(args, ctx);
   // Two survivors must never disagree on whether a collective succeeded (collectives/agreement).
-  if (!p2p && size_ >= 3 && args.count > 0) op->algorithm = coll::withOutcomeVote(std::move(op->algorithm), ctx);
+  if (!p2p && size_ >= 3 && args.count > 0 && settings_.outcomeVote) op->algorithm = coll::withOutcomeVote(std::move(op->algorithm), ctx);
   if (size_t bytes = inputToSave(args, rank_, size_); bytes > 0 && size_ > 1) {
     op->savedInput = Scratch(bytes);
     op->savedBytes = bytes;
@@ -352,9 +352,20 @@ bool Communicator::progressLocked() {
       if (!matched) earlyRemoteErrors_.push_back(std::move(e));
       moved = true;
     }
-    // A lost peer does not fail everything in flight: an operation fails when a transfer it needs
-    // fails (and then tells the peers, below), so one that already has what it needs completes,
-    // and the outcome vote keeps the survivors in agreement.
+    // A peer was lost (here or anywhere): the others are on their way to an update, so operations
+    // in flight fail now, telling the peers why (a rank that was not talking to the lost peer
+    // learns its name). Not one that is casting its outcome vote: it already told its peers it
+    // has its data, and their votes decide it the same way everywhere.
+    Status h = transport_->health();
+    if (h.isOk()) h = broken_;
+    if (!h.isOk()) {
+      for (auto& op : std::vector<OpPtr>(active_)) {
+        if (op->algorithm->voting()) continue;
+        transport_->sendOpError(op->tag, h);
+        finishLocked(op, h);
+        moved = true;
+      }
+    }
     for (auto& op : std::vector<OpPtr>(active_)) {
       Status s = op->algorithm->progress();
       if (s.code() == loomInProgress) {

@@ -27,6 +27,9 @@ const std::vector<SettingInfo>& settingRegistry() {
       {"LOOM_SPIN_YIELD", "auto",
        "spin politely (yield the core between polls): 1, 0, or auto = when this host's ranks have more threads "
        "(2 each) than it has CPUs"},
+      {"LOOM_OUTCOME_VOTE", "0",
+       "1: with 3+ ranks every collective ends with an empty vote, so the survivors of a failure agree on each "
+       "call's outcome (one more hop per call); 0: they agree at the next loomSharedStateSync instead"},
       {"LOOM_HEARTBEAT_MS", "1000", "heartbeat period to the coordinator (ms)"},
       {"LOOM_PEER_TIMEOUT_MS", "2000",
        "a peer heard nothing from this long is lost (frozen, or link down); heartbeats every quarter; 0: off; "
@@ -170,6 +173,7 @@ Expected<Settings> resolveSettings(const loomConfig_t* c) {
   s.spinYield = pickString(nullptr, "LOOM_SPIN_YIELD");
   if (s.spinYield != "auto" && s.spinYield != "0" && s.spinYield != "1")
     return makeError(loomInvalidArgument, "LOOM_SPIN_YIELD='{}' must be auto, 0 or 1", s.spinYield);
+  LOOM_RETURN_IF_ERROR(pickInt(0, "", "LOOM_OUTCOME_VOTE", 0, 1, s.outcomeVote));
   LOOM_RETURN_IF_ERROR(
       pickInt(c->heartbeatMs, "config.heartbeatMs", "LOOM_HEARTBEAT_MS", 10, 3'600'000, s.heartbeatMs));
   LOOM_RETURN_IF_ERROR(

@@ -91,15 +91,22 @@ struct State {
   std::vector<float> params;
   uint64_t revision = 0;
 
-  void sync(loomComm_t comm) {
+  // False when a member was lost meanwhile: update and sync again.
+  bool sync(loomComm_t comm) {
     loomSharedEntry_t entries[] = {{"step", &step, sizeof step}, {"params", params.data(), params.size() * sizeof(float)}};
     loomSyncInfo_t info{};
-    if (loomSharedStateSync(comm, entries, 2, revision + 1, &info) != loomSuccess) fail(7, "loomSharedStateSync", comm);
+    loomResult_t rc = loomSharedStateSync(comm, entries, 2, revision + 1, &info);
+    if (rc == loomPeerLost || rc == loomRemoteError) {
+      std::printf("sync failed: %s\n", loomGetLastError(comm));
+      return false;
+    }
+    if (rc != loomSuccess) fail(7, "loomSharedStateSync", comm);
     revision = info.revision;
     uint64_t epoch = 0;
     loomCommEpoch(comm, &epoch);
     std::printf("sync epoch %" PRIu64 " revision %" PRIu64 " sent %" PRIu64 " received %" PRIu64 "\n", epoch, revision,
                 info.bytesSent, info.bytesReceived);
+    return true;
   }
 
   uint64_t hash() const {
@@ -111,9 +118,11 @@ struct State {
   }
 };
 
+// Until the members agree on a membership and the state: another member may fail meanwhile.
 void update(State& state, loomComm_t comm) {
-  if (loomCommUpdate(comm) != loomSuccess) fail(5, "loomCommUpdate", comm);
-  state.sync(comm);
+  do {
+    if (loomCommUpdate(comm) != loomSuccess) fail(5, "loomCommUpdate", comm);
+  } while (!state.sync(comm));
 }
 
 }  // namespace
@@ -132,7 +141,7 @@ int main(int argc, char** argv) {
   const int id = o.id >= 0 ? o.id : rank;
   State state;
   state.params.assign(o.count, 0.0f);
-  state.sync(comm);  // a joiner gets the step and parameters here
+  if (!state.sync(comm)) update(state, comm);  // a joiner gets the step and parameters here
   int step = static_cast<int>(state.step);
   std::printf("id %d: rank %d, starting at step %d\n", id, rank, step);
 

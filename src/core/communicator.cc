@@ -287,7 +287,7 @@ Expected<OpPtr> Communicator::start(const coll::Args& args, std::optional<uint64
   op->algorithm = coll::makeOperation(args, ctx);
   // Two survivors must never disagree on whether a collective succeeded (collectives/agreement).
   if (!p2p && size_ >= 3 && args.count > 0 && settings_.outcomeVote) op->algorithm = coll::withOutcomeVote(std::move(op->algorithm), ctx);
-  if (size_t bytes = inputToSave(args, rank_, size_); bytes > 0 && size_ > 1) {
+  if (size_t bytes = inputToSave(args, rank_, size_); bytes > 0 && size_ > 1 && settings_.restoreInput) {
     op->savedInput = Scratch(bytes);
     op->savedBytes = bytes;
     std::memcpy(op->savedInput.data(), args.send, bytes);

@@ -30,6 +30,9 @@ const std::vector<SettingInfo>& settingRegistry() {
       {"LOOM_OUTCOME_VOTE", "0",
        "1: with 3+ ranks every collective ends with an empty vote, so the survivors of a failure agree on each "
        "call's outcome (one more hop per call); 0: they agree at the next loomSharedStateSync instead"},
+      {"LOOM_RESTORE_INPUT", "1",
+       "1: an in-place reduction keeps a copy of its input and puts it back if the call fails, so it can be "
+       "retried; 0: no copy (the buffer is undefined after a failure)"},
       {"LOOM_HEARTBEAT_MS", "1000", "heartbeat period to the coordinator (ms)"},
       {"LOOM_PEER_TIMEOUT_MS", "2000",
        "a peer heard nothing from this long is lost (frozen, or link down); heartbeats every quarter; 0: off; "
@@ -174,6 +177,7 @@ Expected<Settings> resolveSettings(const loomConfig_t* c) {
   if (s.spinYield != "auto" && s.spinYield != "0" && s.spinYield != "1")
     return makeError(loomInvalidArgument, "LOOM_SPIN_YIELD='{}' must be auto, 0 or 1", s.spinYield);
   LOOM_RETURN_IF_ERROR(pickInt(0, "", "LOOM_OUTCOME_VOTE", 0, 1, s.outcomeVote));
+  LOOM_RETURN_IF_ERROR(pickInt(0, "", "LOOM_RESTORE_INPUT", 0, 1, s.restoreInput));
   LOOM_RETURN_IF_ERROR(
       pickInt(c->heartbeatMs, "config.heartbeatMs", "LOOM_HEARTBEAT_MS", 10, 3'600'000, s.heartbeatMs));
   LOOM_RETURN_IF_ERROR(

@@ -32,7 +32,8 @@ struct Settings {
   int broadcastAlgorithm = 0;
   int spinUs = 0;
   std::string spinYield;  // "auto", "0", "1"
-  int outcomeVote = 1;
+  int outcomeVote = 0;
+  int restoreInput = 1;
   int heartbeatMs = 0;
   int peerTimeoutMs = 0;  // 0: no liveness checks
   int minWorld = 1;

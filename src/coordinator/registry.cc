@@ -158,19 +158,26 @@ Expected<std::optional<EpochChange>> Registry::requestUpdate(PeerId peer, uint64
   return change;
 }
 
-// Who is dropped on the members' word. An accused member that did not come to the update is
-// dropped. Two that both came and accuse each other (or one the other) had the link between them
-// fail, and the mesh needs every pair: the higher rank goes. Accusations of a dropped member no
-// longer count.
+// Who is dropped on the members' word. Only members that came to the update can be convicted:
+// an accused member that did not come is waited for like any other while its coordinator
+// connection is open and it heartbeats (a crashed one's connection closes at once, a frozen one
+// falls silent), because an accusation may be an artefact: a peer that failed an epoch's mesh or
+// moved on closed a connection under the accuser. Two that came and accuse each other had the link
+// between them fail, and the mesh needs every pair: the higher rank goes. A one-sided accusation
+// against a member that came is ignored; the next epoch's mesh is built afresh.
 std::set<int> Registry::convicted(const Communicator& c) const {
   std::set<int> out;
+  auto came = [&](int r) {
+    auto ready = c.ready.find(r);
+    return ready != c.ready.end() && !ready->second.leaving;
+  };
   for (const auto& [accuser, accused] : c.accusations) {
-    if (out.contains(accuser)) continue;
+    if (out.contains(accuser) || !came(accuser)) continue;
     for (int s : accused) {
-      if (out.contains(s)) continue;
-      auto ready = c.ready.find(s);
-      const bool came = ready != c.ready.end() && !ready->second.leaving;
-      const int loser = came ? std::max(accuser, s) : s;
+      if (out.contains(s) || !came(s)) continue;
+      auto back = c.accusations.find(s);
+      if (back == c.accusations.end() || !back->second.contains(accuser)) continue;  // one-sided
+      const int loser = std::max(accuser, s);
       out.insert(loser);
       if (loser == accuser) break;
     }
@@ -236,7 +243,7 @@ EpochChange Registry::advance(Communicator& c, Clock::time_point now, const std:
     peers_.erase(m.peer);
     if (ready != c.ready.end() && ready->second.leaving) continue;  // it closes by itself
     const auto silentMs = std::chrono::duration_cast<std::chrono::milliseconds>(now - m.lastSeen).count();
-    std::string why = convicts.contains(r) ? "another member reported it failed"
+    std::string why = convicts.contains(r) ? "the link between it and another member failed (each reported the other)"
                       : ready != c.ready.end()      ? "it was removed"
                       : silentMs > silentAfter().count()
                           ? fmt::format("the coordinator heard nothing from it for {} ms", silentMs)

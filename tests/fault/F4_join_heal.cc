@@ -57,6 +57,6 @@ TEST_CASE("F4: 4 founders, 4 joiners at step 10 healed from the live peers, 2 re
   uint64_t sent = 0;
   for (Child* f : founders)
     for (const auto& line : loomtest::lines(f->out()))
-      if (line.rfind("sync ", 0) == 0) sent += std::stoull(line.substr(line.find(" sent ") + 6));
+      if (line.rfind("sync epoch ", 0) == 0) sent += std::stoull(line.substr(line.find(" sent ") + 6));
   CHECK(sent >= 3 * (4096 * sizeof(float) + 8));
 }

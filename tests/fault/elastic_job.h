@@ -16,8 +16,10 @@ namespace loomtest {
 
 class ElasticJob {
  public:
-  // `env`: extra variables for every rank (LOOM_PEER_TIMEOUT_MS=...).
-  ElasticJob(int commId, std::vector<std::string> env) : commId_(commId), env_(std::move(env)) {
+  // `env`: extra variables for every rank (LOOM_PEER_TIMEOUT_MS=...); `program`: the rank program
+  // in the build's bin directory (elastic_worker, or the example elastic_train).
+  ElasticJob(int commId, std::vector<std::string> env, std::string program = "elastic_worker")
+      : commId_(commId), env_(std::move(env)), program_(std::move(program)) {
     loomd_ = startLoomd(address_);
     REQUIRE(!address_.empty());
   }
@@ -94,7 +96,7 @@ class ElasticJob {
 
  private:
   Child& start(std::vector<std::string> args, std::vector<std::string> env) {
-    args.insert(args.begin(), bin("elastic_worker"));
+    args.insert(args.begin(), bin(program_));
     env.insert(env.end(), {"LOOM_COORDINATOR=" + address_, "LOOM_COMM_ID=" + std::to_string(commId_),
                            "LOOM_DEBUG=NONE"});
     env.insert(env.end(), env_.begin(), env_.end());
@@ -104,6 +106,7 @@ class ElasticJob {
 
   int commId_;
   std::vector<std::string> env_;
+  std::string program_;
   std::string address_;
   std::unique_ptr<Child> loomd_;
   std::vector<std::unique_ptr<Child>> procs_;

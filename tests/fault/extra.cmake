@@ -9,3 +9,11 @@ set_tests_properties(fault.F2_detection PROPERTIES TIMEOUT 300 RUN_SERIAL TRUE S
 # among the survivors after a loss, joiners admitted at the next update.
 add_executable(elastic_worker fault/elastic_worker.cpp)
 target_link_libraries(elastic_worker PRIVATE loom)
+
+# The README's elastic demo (scripts/elastic_demo.sh): loomd, 4 workers of the example, one killed
+# with kill -9, one joining; passes only if every worker's final parameter hash is the same.
+add_test(NAME examples.elastic_demo COMMAND bash ${PROJECT_SOURCE_DIR}/scripts/elastic_demo.sh ${PROJECT_BINARY_DIR}/bin)
+set_tests_properties(examples.elastic_demo PROPERTIES TIMEOUT 120 RUN_SERIAL TRUE)
+add_test(NAME examples.elastic_demo_diloco
+  COMMAND bash ${PROJECT_SOURCE_DIR}/scripts/elastic_demo.sh ${PROJECT_BINARY_DIR}/bin -- --outer 8)
+set_tests_properties(examples.elastic_demo_diloco PROPERTIES TIMEOUT 120 RUN_SERIAL TRUE)

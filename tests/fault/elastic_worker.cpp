@@ -2,7 +2,7 @@
 // survives peers dying and admits joiners, checking every result exactly.
 //
 //   elastic_worker [--steps N] [--count C] [--id ID] [--join] [--die-at STEP] [--die-delay-us US]
-//                  [--leave-at STEP] [--step-ms MS]
+//                  [--leave-at STEP] [--step-ms MS] [--async K] [--die-percent P --seed S]
 //
 // Founders read LOOM_RANK / LOOM_WORLD_SIZE / LOOM_COORDINATOR (loomCommInitFromEnv); with --join
 // the process joins the running communicator instead (loomCommJoin) and learns the step from
@@ -23,6 +23,8 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <random>
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
@@ -42,6 +44,9 @@ struct Options {
   int dieDelayUs = 0;
   int leaveAt = -1;
   int stepMs = 0;  // "compute" per step
+  int async = 0;   // > 1: each step is this many tagged asynchronous all-reduces of parts of the buffer
+  int diePercent = 0;  // torture: at each step, this % chance of a SIGKILL some microseconds into it
+  unsigned seed = 1;
 };
 
 [[noreturn]] void fail(int code, const char* what, loomComm_t comm) {
@@ -69,6 +74,9 @@ Options parse(int argc, char** argv) {
     else if (a == "--die-delay-us") o.dieDelayUs = std::atoi(next());
     else if (a == "--leave-at") o.leaveAt = std::atoi(next());
     else if (a == "--step-ms") o.stepMs = std::atoi(next());
+    else if (a == "--async") o.async = std::atoi(next());
+    else if (a == "--die-percent") o.diePercent = std::atoi(next());
+    else if (a == "--seed") o.seed = static_cast<unsigned>(std::atoi(next()));
     else {
       std::fprintf(stderr, "elastic_worker: unknown argument %s\n", a.c_str());
       std::exit(2);
@@ -118,6 +126,41 @@ struct State {
   }
 };
 
+// One step's all-reduce: blocking, or (--async K) K tagged asynchronous all-reduces of consecutive
+// parts in flight together, each waited for: every handle must complete (success or error) within
+// its deadline, none may stay pending. The result is the first failure, if any.
+loomResult_t allReduceStep(std::vector<float>& buf, int parts, int id, int step, loomComm_t comm) {
+  const size_t n = buf.size();
+  if (parts <= 1) return loomAllReduce(buf.data(), buf.data(), n, loomFloat32, loomSum, comm);
+  const size_t per = (n + parts - 1) / parts;
+  std::vector<loomRequest_t> requests(parts, nullptr);
+  loomResult_t first = loomSuccess;
+  int ok = 0, failed = 0;
+  for (int k = 0; k < parts; ++k) {
+    const size_t at = std::min(n, k * per), count = std::min(per, n - at);
+    loomResult_t rc = loomAllReduceAsync(buf.data() + at, buf.data() + at, count, loomFloat32, loomSum,
+                                         static_cast<uint64_t>(k + 1), comm, &requests[k]);
+    if (rc != loomSuccess) {
+      ++failed;
+      if (first == loomSuccess) first = rc;
+    }
+  }
+  for (auto& r : requests) {
+    if (!r) continue;
+    loomResult_t rc = loomWait(r, 30000);
+    if (rc == loomTimeout) fail(11, "an asynchronous all-reduce still pending after 30 s", comm);
+    if (rc == loomSuccess) {
+      ++ok;
+    } else {
+      ++failed;
+      if (first == loomSuccess) first = rc;
+    }
+    loomRequestFree(r);
+  }
+  if (failed > 0) std::printf("id %d: async step %d: %d ok, %d failed\n", id, step, ok, failed);
+  return first;
+}
+
 // Until the members agree on a membership and the state: another member may fail meanwhile.
 void update(State& state, loomComm_t comm) {
   do {
@@ -130,6 +173,7 @@ void update(State& state, loomComm_t comm) {
 int main(int argc, char** argv) {
   setvbuf(stdout, nullptr, _IOLBF, 0);
   Options o = parse(argc, argv);
+  std::mt19937 rng(o.seed);
   loomComm_t comm = nullptr;
   if (o.join) {
     if (loomCommJoin(&comm, nullptr, nullptr) != loomSuccess) fail(3, "loomCommJoin", nullptr);
@@ -154,6 +198,10 @@ int main(int argc, char** argv) {
     if (o.stepMs > 0) usleep(static_cast<useconds_t>(o.stepMs) * 1000);
     fill(input, o.count, id, step, pending);
     buf = input;
+    if (o.diePercent > 0 && static_cast<int>(rng() % 100) < o.diePercent) {
+      o.dieAt = step;
+      o.dieDelayUs = static_cast<int>(rng() % 3000);
+    }
     if (step == o.dieAt) {
       // Dies while this very all-reduce runs: a thread kills the process after the delay.
       std::printf("id %d: dying in step %d\n", id, step);
@@ -162,10 +210,12 @@ int main(int argc, char** argv) {
         raise(SIGKILL);
       }).detach();
     }
-    loomResult_t rc = loomAllReduce(buf.data(), buf.data(), n, loomFloat32, loomSum, comm);
+    loomResult_t rc = allReduceStep(buf, o.async, id, step, comm);
     if (rc == loomPeerLost || rc == loomRemoteError) {
       std::printf("id %d: step %d failed: %s\n", id, step, loomGetLastError(comm));
-      if (std::memcmp(buf.data(), input.data(), n * sizeof(float)) != 0) fail(4, "input not restored", comm);
+      // (With --async the parts that completed hold their result; the step is redone from `input`.)
+      if (o.async <= 1 && std::memcmp(buf.data(), input.data(), n * sizeof(float)) != 0)
+        fail(4, "input not restored", comm);
       update(state, comm);
       step = static_cast<int>(state.step);
       continue;

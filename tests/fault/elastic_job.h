@@ -65,6 +65,11 @@ class ElasticJob {
 
   std::vector<std::unique_ptr<Child>>& procs() { return procs_; }
 
+  // Reads whatever every process printed, waiting up to `ms` on each.
+  void pumpAll(int ms) {
+    for (auto& p : procs_) p->pump(ms);
+  }
+
   std::string report() const {
     std::string s;
     for (size_t i = 0; i < procs_.size(); ++i)

@@ -120,7 +120,8 @@ Membership membershipOf(const wire::Header& h, wire::JoinAccept&& a) {
 
 class ClientImpl final : public Client {
  public:
-  ClientImpl(Fd fd, std::string where) : fd_(std::move(fd)), where_(std::move(where)) {}
+  ClientImpl(Fd fd, std::string host, uint16_t port)
+      : fd_(std::move(fd)), host_(std::move(host)), port_(port), where_(hostPortText(host_, port_)) {}
 
   Status rendezvous(uint64_t commId, int worldSize, int requestedRank, const std::string& myAddress,
                     const Deadline& deadline, const JoinOptions& options);
@@ -133,6 +134,12 @@ class ClientImpl final : public Client {
                        int timeoutMs) override;
   Expected<Membership> awaitEpoch(Deadline deadline, bool readSocket) override;
   int pendingJoiners() const override { return pending_.load(std::memory_order_relaxed); }
+  bool connected() override {
+    std::lock_guard lock(mu_);
+    return broken_.isOk() && fd() >= 0;
+  }
+  Status reconnect(int rank, int size, uint64_t epoch, const std::string& myAddress, uint32_t maxWorld,
+                   Deadline deadline) override;
 
  private:
   wire::Header header(wire::Type t) {
@@ -154,6 +161,8 @@ class ClientImpl final : public Client {
   }
 
   Fd fd_;
+  std::string host_;
+  uint16_t port_ = 0;
   std::string where_;  // "host:port" of the coordinator, for messages
   Membership membership_;
   uint64_t nextSeq_ = 1;
@@ -366,6 +375,29 @@ Expected<Membership> ClientImpl::awaitEpoch(Deadline deadline, bool readSocket) 
                    where_, membership_.commId);
 }
 
+Status ClientImpl::reconnect(int rank, int size, uint64_t epoch, const std::string& myAddress, uint32_t maxWorld,
+                             Deadline deadline) {
+  auto fd = connectTo(host_, port_, deadline);
+  if (!fd) return fd.error();
+  int one = 1;
+  ::setsockopt(fd->get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  std::lock_guard lock(mu_);
+  fd_ = std::move(*fd);
+  rx_.clear();
+  tx_.clear();
+  broken_ = Status::ok();
+  membership_.epoch = epoch;
+  wire::Header h = header(wire::Type::JoinRequest);
+  h.flags = wire::kJoinRunning | wire::kRejoin;
+  tx_ = wire::encode(h, wire::JoinRequest{LOOM_VERSION_CODE, uint32_t(size), rank, myAddress, maxWorld});
+  while (!tx_.empty()) {
+    LOOM_RETURN_IF_ERROR(flush());
+    if (!tx_.empty() && pollFor(fd_.get(), POLLOUT, deadline) == 0)
+      return fail(makeError(loomTimeout, "sending the rejoin to the coordinator at {} timed out", where_));
+  }
+  return Status::ok();
+}
+
 void ClientImpl::leave() {
   std::lock_guard lock(mu_);
   if (fd() < 0) return;
@@ -433,7 +465,7 @@ Expected<std::unique_ptr<Client>> Client::join(const std::string& coordinator, u
   if (!fd) return fd.error();
   int one = 1;
   ::setsockopt(fd->get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);  // heartbeats are tiny: no Nagle delay
-  auto client = std::make_unique<ClientImpl>(std::move(*fd), hostPortText(hostPort->first, hostPort->second));
+  auto client = std::make_unique<ClientImpl>(std::move(*fd), hostPort->first, hostPort->second);
   LOOM_RETURN_IF_ERROR(client->rendezvous(commId, worldSize, requestedRank, myAddress, deadline, options));
   return std::unique_ptr<Client>(std::move(client));
 }

@@ -64,6 +64,13 @@ class Client {
   virtual Expected<Membership> awaitEpoch(Deadline deadline, bool readSocket = false) = 0;
   // Joiners waiting for the next update, as the coordinator last said.
   virtual int pendingJoiners() const = 0;
+  // Whether the connection is up (false once the coordinator closed it or failed).
+  virtual bool connected() = 0;
+  // After the coordinator was lost: connect again (same address) and tell it who this member is
+  // (rank, epoch, world, data address), so a restarted coordinator rebuilds the membership. The
+  // caller stops watching the old fd first; fd() is the new socket on success.
+  virtual Status reconnect(int rank, int size, uint64_t epoch, const std::string& myAddress, uint32_t maxWorld,
+                           Deadline deadline) = 0;
 };
 
 }  // namespace loom::coord

@@ -135,6 +135,42 @@ Rendezvous Registry::complete(Communicator& c, Clock::time_point now) {
   return out;
 }
 
+Status Registry::rejoin(PeerId peer, uint64_t commId, uint64_t epoch, const wire::JoinRequest& req,
+                        Clock::time_point now) {
+  if (req.libraryVersion / 100 != LOOM_VERSION_CODE / 100)
+    return makeError(loomVersionMismatch, "peer at '{}' runs Loom {}, the coordinator runs {}", req.address,
+                     versionText(req.libraryVersion), versionText(LOOM_VERSION_CODE));
+  if (peers_.contains(peer))
+    return makeError(loomInvalidUsage, "this connection already joined; send JoinRequest once");
+  const int rank = req.requestedRank;
+  if (rank < 0 || rank >= static_cast<int>(req.worldSize))
+    return makeError(loomInvalidUsage, "rejoining rank {} is outside 0..{}", rank, req.worldSize - 1);
+  auto [it, fresh] = comms_.try_emplace(commId);
+  Communicator& c = it->second;
+  if (fresh) {
+    // The coordinator restarted: every rank gets a place, kept while it may still reconnect.
+    c.commId = commId;
+    c.worldSize = req.worldSize;
+    c.maxWorld = req.maxWorld;
+    c.firstJoiner = req.address;
+    c.created = now;
+    c.phase = Communicator::Phase::Active;
+    c.epoch = epoch;
+    c.members.assign(req.worldSize, Member{0, "", now, true});
+  }
+  if (c.phase != Communicator::Phase::Active || epoch != c.epoch || req.worldSize != c.worldSize)
+    return makeError(loomInvalidUsage,
+                     "rank {} rejoins communicator {:#x} at epoch {} with {} members, but it is at epoch {} with {}: "
+                     "it was removed meanwhile",
+                     rank, commId, epoch, req.worldSize, c.epoch, c.worldSize);
+  Member& m = c.members[rank];
+  if (m.peer != 0 && m.present)
+    return makeError(loomInvalidUsage, "rank {} of communicator {:#x} is connected already", rank, commId);
+  m = Member{peer, req.address, now, true};
+  peers_[peer] = PeerRef{commId, rank};
+  return Status::ok();
+}
+
 Expected<std::optional<EpochChange>> Registry::requestUpdate(PeerId peer, uint64_t epoch,
                                                              const wire::UpdateRequest& req, Clock::time_point now) {
   auto pit = peers_.find(peer);

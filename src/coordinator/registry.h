@@ -109,6 +109,10 @@ class Registry {
   // its members' next update admits it.
   Expected<std::optional<Rendezvous>> join(PeerId peer, uint64_t commId, const wire::JoinRequest& req,
                                            Clock::time_point now, bool running = false);
+  // A member reconnecting after the coordinator restarted (wire::kRejoin): the communicator is
+  // rebuilt at `epoch` with a place for every rank of the request's world, each waited for like a
+  // silent member until it reconnects. Errors: another epoch, a rank already connected.
+  Status rejoin(PeerId peer, uint64_t commId, uint64_t epoch, const wire::JoinRequest& req, Clock::time_point now);
   // An UpdateRequest from member `peer` at `epoch`. Errors are what to Reject with (not a member,
   // an epoch that is over). On success: the new epoch once every member still in the running has
   // asked (nullopt until then).

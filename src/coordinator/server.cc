@@ -269,6 +269,13 @@ Status ServerImpl::onJoin(const ConnPtr& c, const wire::Header& h, std::span<con
   auto req = wire::decodeJoinRequest(payload);
   if (!req) return req.error();
   const bool running = (h.flags & wire::kJoinRunning) != 0;
+  if (running && (h.flags & wire::kRejoin) != 0) {
+    LOOM_RETURN_IF_ERROR(registry_.rejoin(c->id, h.commId, h.epoch, *req, Clock::now()));
+    info("communicator {:#x}: rank {} ('{}', {}) reconnected at epoch {}", h.commId, req->requestedRank, req->address,
+         c->remote, h.epoch);
+    if (registry_.pendingJoiners(h.commId).first > 0) tellPending(h.commId);
+    return Status::ok();
+  }
   auto joined = registry_.join(c->id, h.commId, *req, Clock::now(), running);
   if (!joined) return joined.error();
   if (running) {

@@ -28,6 +28,11 @@ constexpr int kBlockSliceMs = 50;
 // short enough that its timers (ticks, peer heartbeats) run on time. The caller wakes it early
 // when it stops driving.
 constexpr int kStandAsideMs = 20;
+// A reconnection attempt to a lost coordinator blocks the loop thread at most this long (refused at
+// once when nothing listens; a host that does not answer costs the whole of it, once a heartbeat).
+constexpr int kReconnectMs = 200;
+// How often an update that waits for a lost coordinator looks again.
+constexpr int kCoordinatorPollMs = 50;
 
 // Whether this host's ranks of the communicator (same data address host as ours) have more
 // threads that may want a core (each rank: its caller and its event-loop thread) than it has CPUs.
@@ -179,11 +184,22 @@ Deadline Communicator::meshDeadline(Deadline outer) const {
 Status Communicator::enterNextEpoch(std::vector<int> suspects, Deadline deadline) {
   const bool loopRuns = loop_ != nullptr;  // else (a joiner still in create) read the coordinator here
   for (;;) {
+    // Membership changes wait for the coordinator: the event loop reconnects when it is back.
+    while (loopRuns && !coordinator_->connected()) {
+      if (deadline.expired())
+        return makeError(loomSystemError, "the coordinator is unreachable: membership changes wait for it, and it "
+                                          "did not come back before the update's deadline");
+      std::this_thread::sleep_for(std::chrono::milliseconds(kCoordinatorPollMs));
+    }
     std::string address;
     auto next = newTransport(address);
     if (!next) return next.error();
-    LOOM_RETURN_IF_ERROR(coordinator_->requestUpdate(address, suspects, false, settings_.updateTimeoutMs));
+    Status asked = coordinator_->requestUpdate(address, suspects, false, settings_.updateTimeoutMs);
+    if (!asked.isOk() && loopRuns && asked.code() == loomSystemError) continue;  // lost it meanwhile
+    LOOM_RETURN_IF_ERROR(asked);
     auto m = coordinator_->awaitEpoch(deadline, !loopRuns);
+    // The coordinator died during the update: a restarted one knows nothing of it, so ask again.
+    if (!m && loopRuns && m.error().code() == loomSystemError && !deadline.expired()) continue;
     if (!m) return m.error();
     Status connected = install(std::move(*next), *m, meshDeadline(deadline));
     if (connected.isOk()) {
@@ -522,7 +538,27 @@ void Communicator::onTick() {
 }
 
 void Communicator::onHeartbeat() {
-  if (coordinator_ && !coordinatorLost_) (void)coordinator_->sendHeartbeat();
+  if (!coordinator_) return;
+  if (!coordinatorLost_) {
+    (void)coordinator_->sendHeartbeat();
+    return;
+  }
+  // The coordinator is gone: collectives go on without it; try to reach it again (it may have been
+  // restarted at the same address), telling it who we are so it can rebuild the membership.
+  int rank, size;
+  uint64_t epoch;
+  {
+    std::lock_guard<std::mutex> lock(engineMu_);
+    rank = rank_;
+    size = size_;
+    epoch = epoch_;
+  }
+  Status s = coordinator_->reconnect(rank, size, epoch, dataAddress_, static_cast<uint32_t>(settings_.maxWorld),
+                                     Deadline::afterMs(kReconnectMs));
+  if (!s.isOk()) return;
+  log::info(log::Subsys::Coord, "reconnected to the coordinator (rank {} of {}, epoch {})", rank, size, epoch);
+  coordinatorLost_ = false;
+  loop_->watchCoordinator(coordinator_->fd());
 }
 
 Status Communicator::asyncError() {

@@ -33,12 +33,7 @@ void EventLoop::start(int rank, int heartbeatMs, int livenessMs) {
   uv_timer_init(&loop_, &liveness_);
   liveness_.data = this;
   if (livenessMs > 0) uv_timer_start(&liveness_, &EventLoop::onLiveness, livenessMs, livenessMs);
-  if (comm_.coordinatorFd() >= 0) {
-    uv_poll_init(&loop_, &coordinatorPoll_, comm_.coordinatorFd());
-    coordinatorPoll_.data = this;
-    uv_poll_start(&coordinatorPoll_, UV_READABLE, &EventLoop::onCoordinator);
-    watchingCoordinator_ = true;
-  }
+  if (comm_.coordinatorFd() >= 0) watchCoordinator(comm_.coordinatorFd());
   running_ = true;
   thread_ = std::thread([this, rank] {
     log::setThreadRank(rank);
@@ -47,8 +42,20 @@ void EventLoop::start(int rank, int heartbeatMs, int livenessMs) {
   });
 }
 
+void EventLoop::watchCoordinator(int fd) {
+  stopWatchingCoordinator();
+  coordinatorPoll_ = new uv_poll_t;
+  uv_poll_init(&loop_, coordinatorPoll_, fd);
+  coordinatorPoll_->data = this;
+  uv_poll_start(coordinatorPoll_, UV_READABLE, &EventLoop::onCoordinator);
+  watchingCoordinator_ = true;
+}
+
 void EventLoop::stopWatchingCoordinator() {
-  if (watchingCoordinator_) uv_poll_stop(&coordinatorPoll_);
+  if (!watchingCoordinator_) return;
+  uv_poll_stop(coordinatorPoll_);
+  uv_close(reinterpret_cast<uv_handle_t*>(coordinatorPoll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+  coordinatorPoll_ = nullptr;
   watchingCoordinator_ = false;
 }
 
@@ -61,6 +68,7 @@ void EventLoop::stop() {
 
 void EventLoop::onStop(uv_async_t* a) {
   auto* self = static_cast<EventLoop*>(a->data);
+  self->stopWatchingCoordinator();  // its handle is freed by its close callback
   uv_walk(
       &self->loop_,
       [](uv_handle_t* h, void*) {

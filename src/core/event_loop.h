@@ -21,7 +21,9 @@ class EventLoop {
   void start(int rank, int heartbeatMs, int livenessMs);
   // Stops and joins the thread. Idempotent; safe from any thread but the loop's own.
   void stop();
+  // Loop thread only: stop reading the coordinator socket (it failed), or read a new one (reconnected).
   void stopWatchingCoordinator();
+  void watchCoordinator(int fd);
 
  private:
   static void onTransport(uv_poll_t* h, int status, int events);
@@ -34,7 +36,7 @@ class EventLoop {
   Communicator& comm_;
   uv_loop_t loop_{};
   uv_poll_t transportPoll_{};
-  uv_poll_t coordinatorPoll_{};
+  uv_poll_t* coordinatorPoll_ = nullptr;  // its own allocation: a reconnect watches a new fd
   uv_timer_t tick_{};
   uv_timer_t heartbeat_{};
   uv_timer_t liveness_{};

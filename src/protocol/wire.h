@@ -59,6 +59,10 @@ struct Header {
 // Header flag of a JoinRequest: join a communicator that is already running (admitted at its
 // members' next update) instead of forming it.
 inline constexpr uint32_t kJoinRunning = 1;
+// With kJoinRunning: a member reconnecting to a restarted coordinator. Header epoch: its epoch;
+// requestedRank and worldSize: its rank and the epoch's size. The coordinator rebuilds the
+// communicator's membership from the members that come back this way.
+inline constexpr uint32_t kRejoin = 2;
 
 struct JoinRequest {
   uint32_t libraryVersion = 0;  // LOOM_VERSION_CODE of the sender

@@ -1,6 +1,14 @@
 // loomrun: start N ranks of a program on this machine, around an embedded coordinator.
 //
 //   loomrun -n N [--tag-output] [--coordinator-host H] [--timeout SECONDS] [--] PROGRAM ARGS...
+//   loomrun -n N --elastic [--min M] [--max X] [--max-restarts R] [--] PROGRAM ARGS...
+//   loomrun --add K --coordinator HOST:PORT --comm-id ID [--] PROGRAM ARGS...
+//
+// Elastic mode (like torchrun's elastic agent): a rank that dies does not end the job; the others
+// go on (the program updates its membership, see loomCommUpdate). With --max-restarts R, a lost
+// rank is replaced by a new process that joins the running job (LOOM_JOIN=1, which
+// loomCommInitFromEnv turns into loomCommJoin), at most R times in all. Fewer than --min ranks
+// alive stops the job. --add starts K more ranks that join a running elastic job.
 //
 // Each rank gets LOOM_COORDINATOR, LOOM_RANK, LOOM_WORLD_SIZE, LOOM_LOCAL_RANK and LOOM_COMM_ID,
 // which loomCommInitFromEnv reads. The job fails as a whole: when a rank exits non-zero or dies,
@@ -48,6 +56,13 @@ const char* kUsage =
     "  --bind none|auto|core   pin rank r to the r-th CPU loomrun may use (auto: only when every\n"
     "                          rank gets a CPU of its own). Default none: pinning steadies small-\n"
     "                          message latency but costs large transfers a second core\n"
+    "  --elastic               a rank that dies does not stop the others (they update the membership)\n"
+    "  --min M                 elastic: stop the job when fewer than M ranks are alive (default 1);\n"
+    "                          also given to the ranks as LOOM_MIN_WORLD\n"
+    "  --max X                 elastic: the most ranks the job may grow to (LOOM_MAX_WORLD)\n"
+    "  --max-restarts R        elastic: replace a lost rank by a new one that joins, R times in all\n"
+    "  --add K                 start K ranks that join the running job at --coordinator/--comm-id\n"
+    "  --coordinator HOST:PORT --comm-id ID   the job to --add to (an elastic loomrun prints both)\n"
     "  -h, --help              this text\n"
     "Each rank gets LOOM_COORDINATOR, LOOM_RANK, LOOM_WORLD_SIZE, LOOM_LOCAL_RANK and LOOM_COMM_ID.\n"
     "If a rank fails, the others are stopped and loomrun exits with its status (128+N for signal N).\n";
@@ -60,12 +75,30 @@ const char* kUsage =
 
 struct Args {
   int n = 0;
+  bool elastic = false;
+  int minRanks = 1;
+  int maxRanks = 0;
+  int maxRestarts = 0;
+  int add = 0;               // --add K: join K ranks to a running job
+  std::string coordinator;   // with --add
+  std::string commId;        // with --add
   bool tagOutput = false;
   std::string host = "127.0.0.1";
   double timeoutSec = 0;
   std::string bind = "none";
   std::vector<std::string> program;
 };
+
+// A non-negative count from "--flag value" text, at least `lo`.
+int count(const std::string& v, const std::string& flag, int lo) {
+  char* end = nullptr;
+  errno = 0;
+  long n = std::strtol(v.c_str(), &end, 10);
+  if (v.empty() || *end != '\0' || errno != 0 || n < lo || n > kMaxRanks)
+    usageError(flag + " expects a number from " + std::to_string(lo) + " to " + std::to_string(kMaxRanks) + ", got '" +
+               v + "'");
+  return static_cast<int>(n);
+}
 
 Args parseArgs(int argc, char** argv) {
   Args a;
@@ -114,6 +147,20 @@ Args parseArgs(int argc, char** argv) {
       a.bind = value(arg, "--bind");
       if (a.bind != "auto" && a.bind != "core" && a.bind != "none")
         usageError("--bind expects auto, core or none, got '" + a.bind + "'");
+    } else if (arg == "--elastic") {
+      a.elastic = true;
+    } else if (arg.rfind("--min", 0) == 0 && (arg.size() == 5 || arg[5] == '=')) {
+      a.minRanks = count(value(arg, "--min"), "--min", 1);
+    } else if (arg.rfind("--max-restarts", 0) == 0 && (arg.size() == 14 || arg[14] == '=')) {
+      a.maxRestarts = count(value(arg, "--max-restarts"), "--max-restarts", 0);
+    } else if (arg.rfind("--max", 0) == 0 && (arg.size() == 5 || arg[5] == '=')) {
+      a.maxRanks = count(value(arg, "--max"), "--max", 1);
+    } else if (arg.rfind("--add", 0) == 0 && (arg.size() == 5 || arg[5] == '=')) {
+      a.add = count(value(arg, "--add"), "--add", 1);
+    } else if (arg.rfind("--coordinator", 0) == 0 && (arg.size() == 13 || arg[13] == '=')) {
+      a.coordinator = value(arg, "--coordinator");
+    } else if (arg.rfind("--comm-id", 0) == 0 && (arg.size() == 9 || arg[9] == '=')) {
+      a.commId = value(arg, "--comm-id");
     } else if (arg.size() > 1 && arg[0] == '-') {
       usageError("unknown option '" + arg + "'");
     } else {
@@ -122,7 +169,19 @@ Args parseArgs(int argc, char** argv) {
   }
   for (; i < argc; ++i) a.program.push_back(argv[i]);
   if (a.program.empty()) usageError("no program to run");
+  if (a.add > 0) {
+    if (haveN) usageError("--add starts joiners of a running job; it takes no -n");
+    if (a.coordinator.empty() || a.commId.empty()) usageError("--add needs --coordinator HOST:PORT and --comm-id ID");
+    a.n = a.add;
+    a.elastic = true;
+    return a;
+  }
   if (!haveN) usageError("missing -n N (the number of ranks)");
+  if (!a.elastic && (a.maxRestarts > 0 || a.maxRanks > 0 || a.minRanks > 1))
+    usageError("--min, --max and --max-restarts need --elastic");
+  if (a.maxRanks > 0 && (a.maxRanks < a.n || a.maxRanks < a.minRanks))
+    usageError("--max must be at least -n and --min");
+  if (a.minRanks > a.n) usageError("--min is more than -n");
   return a;
 }
 
@@ -212,34 +271,49 @@ class Launcher {
     // an exited process never lingers as a zombie that looks like a live stray.
     prctl(PR_SET_CHILD_SUBREAPER, 1);
 
-    loom::coord::ServerOptions options;
-    options.host = args_.host;
-    auto server = loom::coord::Server::start(options);
-    if (!server) {
-      std::fprintf(stderr, "loomrun: cannot start the coordinator on %s: %s\n", args_.host.c_str(),
-                   server.error().toString().c_str());
-      return 1;
+    program_ = *program;
+    std::unique_ptr<loom::coord::Server> server;
+    if (args_.add > 0) {  // joiners of a job that runs elsewhere
+      coordinator_ = args_.coordinator;
+      commId_ = std::strtoull(args_.commId.c_str(), nullptr, 10);
+    } else {
+      loom::coord::ServerOptions options;
+      options.host = args_.host;
+      auto started = loom::coord::Server::start(options);
+      if (!started) {
+        std::fprintf(stderr, "loomrun: cannot start the coordinator on %s: %s\n", args_.host.c_str(),
+                     started.error().toString().c_str());
+        return 1;
+      }
+      server = std::move(*started);
+      coordinator_ = server->address();
+      std::random_device rd;
+      commId_ = (static_cast<uint64_t>(rd()) << 32 | rd()) | 1;  // never 0, which means "unset"
+      if (args_.elastic)
+        std::fprintf(stderr,
+                     "loomrun: elastic job: coordinator %s, communicator id %llu (add ranks with: loomrun --add K "
+                     "--coordinator %s --comm-id %llu -- PROGRAM)\n",
+                     coordinator_.c_str(), static_cast<unsigned long long>(commId_), coordinator_.c_str(),
+                     static_cast<unsigned long long>(commId_));
     }
-    coordinator_ = (*server)->address();
-    std::random_device rd;
-    commId_ = (static_cast<uint64_t>(rd()) << 32 | rd()) | 1;  // never 0, which means "unset"
-
+    nextLabel_ = args_.n;
     for (int r = 0; r < args_.n; ++r) {
-      if (!spawn(r, *program)) {
+      if (!spawn(r, program_, args_.add > 0)) {
         beginShutdown(SIGTERM);
         exitCode_ = 1;
         break;
       }
     }
     loop();
-    (*server)->stop();
+    if (server) server->stop();
+    if (args_.elastic && exitCode_ == 0 && succeeded_ == 0) exitCode_ = 1;  // nobody finished the job
     return exitCode_;
   }
 
  private:
-  std::vector<std::string> environment(int rank) const {
+  std::vector<std::string> environment(int rank, bool join) const {
     static const char* ours[] = {"LOOM_COORDINATOR=", "LOOM_RANK=", "LOOM_WORLD_SIZE=", "LOOM_LOCAL_RANK=",
-                                 "LOOM_COMM_ID="};
+                                 "LOOM_COMM_ID=",     "LOOM_JOIN=", "LOOM_MIN_WORLD=",  "LOOM_MAX_WORLD="};
     std::vector<std::string> env;
     for (char** e = environ; *e != nullptr; ++e) {
       bool replaced = false;
@@ -251,6 +325,9 @@ class Launcher {
     env.push_back("LOOM_WORLD_SIZE=" + std::to_string(args_.n));
     env.push_back("LOOM_LOCAL_RANK=" + std::to_string(rank));
     env.push_back("LOOM_COMM_ID=" + std::to_string(commId_));
+    if (join) env.push_back("LOOM_JOIN=1");  // loomCommInitFromEnv joins the running job
+    if (args_.elastic && args_.minRanks > 1) env.push_back("LOOM_MIN_WORLD=" + std::to_string(args_.minRanks));
+    if (args_.elastic && args_.maxRanks > 0) env.push_back("LOOM_MAX_WORLD=" + std::to_string(args_.maxRanks));
     return env;
   }
 
@@ -269,10 +346,10 @@ class Launcher {
     return cpus[static_cast<size_t>(rank) % cpus.size()];
   }
 
-  bool spawn(int rank, const std::string& path) {
+  bool spawn(int rank, const std::string& path, bool join) {
     // Everything the child needs is built now: between fork and exec only async-signal-safe calls.
     const int cpu = cpuFor(rank);
-    std::vector<std::string> env = environment(rank);
+    std::vector<std::string> env = environment(rank, join);
     std::vector<char*> envp, argv;
     for (auto& e : env) envp.push_back(e.data());
     envp.push_back(nullptr);
@@ -361,10 +438,17 @@ class Launcher {
       for (Rank& r : ranks_) {
         if (r.pid != pid) continue;
         r.running = false;
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) failed.emplace_back(&r, status);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+          failed.emplace_back(&r, status);
+        else
+          ++succeeded_;
       }
     }
     if (failed.empty() || shuttingDown_) return;  // after a shutdown began, deaths are ours
+    if (args_.elastic) {
+      survive(failed);
+      return;
+    }
     for (auto [r, st] : failed) {
       if (WIFSIGNALED(st))
         std::fprintf(stderr, "loomrun: rank %d killed by signal %s\n", r->rank, signalName(WTERMSIG(st)).c_str());
@@ -374,6 +458,38 @@ class Launcher {
     const int st = failed.front().second;
     exitCode_ = WIFSIGNALED(st) ? 128 + WTERMSIG(st) : WEXITSTATUS(st);
     beginShutdown(SIGTERM);
+  }
+
+  // Elastic mode: the others go on without the lost ranks; replace them while restarts remain.
+  void survive(const std::vector<std::pair<Rank*, int>>& lost) {
+    std::vector<int> labels;
+    for (auto [r, st] : lost) {
+      labels.push_back(r->rank);
+      if (WIFSIGNALED(st))
+        std::fprintf(stderr, "loomrun: rank %d killed by signal %s; the others go on\n", r->rank,
+                     signalName(WTERMSIG(st)).c_str());
+      else
+        std::fprintf(stderr, "loomrun: rank %d exited with status %d; the others go on\n", r->rank, WEXITSTATUS(st));
+    }
+    for (int label : labels) {
+      if (restarts_ >= args_.maxRestarts) {
+        if (args_.maxRestarts > 0)
+          std::fprintf(stderr, "loomrun: restart limit reached (%d): rank %d is not replaced\n", args_.maxRestarts,
+                       label);
+        continue;
+      }
+      ++restarts_;
+      const int replacement = nextLabel_++;
+      std::fprintf(stderr, "loomrun: replacing rank %d by rank %d, which joins the job (restart %d of %d)\n", label,
+                   replacement, restarts_, args_.maxRestarts);
+      if (!spawn(replacement, program_, true)) std::fprintf(stderr, "loomrun: could not start the replacement\n");
+    }
+    if (running() < args_.minRanks) {
+      std::fprintf(stderr, "loomrun: %d ranks alive, fewer than --min %d; stopping the job\n", running(),
+                   args_.minRanks);
+      exitCode_ = 1;
+      beginShutdown(SIGTERM);
+    }
   }
 
   void onSignals() {
@@ -471,6 +587,10 @@ class Launcher {
   uint64_t commId_ = 0;
   std::vector<Rank> ranks_;
   std::vector<Stream> streams_;
+  std::string program_;
+  int nextLabel_ = 0;   // output label of the next replacement rank
+  int restarts_ = 0;
+  int succeeded_ = 0;   // ranks that exited 0
   bool shuttingDown_ = false;
   std::optional<Clock::time_point> killAt_;
   int exitCode_ = 0;

@@ -55,6 +55,12 @@ loomResult_t initCommon(loomComm_t* out, int nranks, int rank, const char* coord
     if (!settings) return settings.error();
     std::string coordinatorAddress;
     bool embed = settings->embeddedCoordinator == "1";
+    if (fromEnv && settings->join) {  // an elastic launcher's added or replacement rank
+      fromEnv = false;
+      joinRunning = true;
+      nranks = 1;
+      rank = -1;
+    }
     if (fromEnv) {
       auto env = loom::capi::readLaunchEnvironment();
       if (!env) return env.error();

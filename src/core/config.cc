@@ -37,6 +37,9 @@ const std::vector<SettingInfo>& settingRegistry() {
       {"LOOM_PEER_TIMEOUT_MS", "2000",
        "a peer heard nothing from this long is lost (frozen, or link down); heartbeats every quarter; 0: off; "
        "at least 100"},
+      {"LOOM_JOIN", "0",
+       "1: loomCommInitFromEnv joins the running communicator (loomCommJoin) instead of founding it; set by an "
+       "elastic loomrun for the ranks it adds or replaces"},
       {"LOOM_MIN_WORLD", "1", "quorum: an update that leaves fewer members fails with loomBelowQuorum"},
       {"LOOM_MAX_WORLD", "0", "the most members a communicator may grow to by joins (0: no limit; founders set it)"},
       {"LOOM_UPDATE_TIMEOUT_MS", "10000",
@@ -219,6 +222,7 @@ Expected<Settings> resolveSettings(const loomConfig_t* c) {
     if (!id) return id.error();
     s.commId = *id;
   }
+  LOOM_RETURN_IF_ERROR(pickInt(0, "", "LOOM_JOIN", 0, 1, s.join));
   s.embeddedCoordinator = pickString(nullptr, "LOOM_EMBEDDED_COORDINATOR");
   if (s.embeddedCoordinator != "auto" && s.embeddedCoordinator != "0" && s.embeddedCoordinator != "1")
     return makeError(loomInvalidArgument, "LOOM_EMBEDDED_COORDINATOR='{}' must be auto, 0 or 1", s.embeddedCoordinator);

@@ -44,6 +44,7 @@ struct Settings {
   std::string listenHost;
   uint64_t commId = 0;
   std::string embeddedCoordinator;  // "auto", "0", "1"
+  int join = 0;                     // LOOM_JOIN: loomCommInitFromEnv joins a running communicator
 };
 
 // Validates the config struct (size/version) and every value; errors name the field or variable.

@@ -3,6 +3,7 @@
 //
 //   elastic_worker [--steps N] [--count C] [--id ID] [--join] [--die-at STEP] [--die-delay-us US]
 //                  [--leave-at STEP] [--step-ms MS] [--async K] [--die-percent P --seed S]
+//                  [--crash-after K --crash-rank R]
 //
 // Founders read LOOM_RANK / LOOM_WORLD_SIZE / LOOM_COORDINATOR (loomCommInitFromEnv); with --join
 // the process joins the running communicator instead (loomCommJoin) and learns the step from
@@ -47,6 +48,10 @@ struct Options {
   int async = 0;   // > 1: each step is this many tagged asynchronous all-reduces of parts of the buffer
   int diePercent = 0;  // torture: at each step, this % chance of a SIGKILL some microseconds into it
   unsigned seed = 1;
+  // A peer that crashes every epoch: the founder with LOOM_RANK == crashRank, and every process an
+  // elastic launcher starts to replace it (LOOM_JOIN=1), die crashAfter steps after they start.
+  int crashAfter = 0;
+  int crashRank = -1;
 };
 
 [[noreturn]] void fail(int code, const char* what, loomComm_t comm) {
@@ -77,6 +82,8 @@ Options parse(int argc, char** argv) {
     else if (a == "--async") o.async = std::atoi(next());
     else if (a == "--die-percent") o.diePercent = std::atoi(next());
     else if (a == "--seed") o.seed = static_cast<unsigned>(std::atoi(next()));
+    else if (a == "--crash-after") o.crashAfter = std::atoi(next());
+    else if (a == "--crash-rank") o.crashRank = std::atoi(next());
     else {
       std::fprintf(stderr, "elastic_worker: unknown argument %s\n", a.c_str());
       std::exit(2);
@@ -188,6 +195,13 @@ int main(int argc, char** argv) {
   if (!state.sync(comm)) update(state, comm);  // a joiner gets the step and parameters here
   int step = static_cast<int>(state.step);
   std::printf("id %d: rank %d, starting at step %d\n", id, rank, step);
+  const char* envRank = std::getenv("LOOM_RANK");
+  const char* envJoin = std::getenv("LOOM_JOIN");
+  const bool replacement = envJoin && std::atoi(envJoin) == 1;
+  if (o.crashAfter > 0 && (replacement || (envRank && std::atoi(envRank) == o.crashRank))) {
+    o.dieAt = step + o.crashAfter;
+    o.dieDelayUs = 200;
+  }
 
   const size_t n = o.count + 3;
   std::vector<float> buf(n), input(n);

@@ -4,7 +4,8 @@
 //   2. all-gather every entry's hash, pick the majority, and derive one transfer plan from the
 //      gathered table (identical everywhere, so sends and receives pair up without negotiation);
 //   3. run the plan as point-to-point transfers: every out-of-date member receives each differing
-//      entry from one majority member, spread round-robin so no single peer sends everything.
+//      entry from the majority members, a large one cut into parts that several of them send at
+//      once, spread round-robin so no single peer sends everything.
 // In steady state (everyone equal) only the two small all-gathers run: no state bytes move.
 #include "core/shared_state.h"
 
@@ -16,6 +17,10 @@
 
 namespace loom {
 namespace {
+
+// Entries are sent in parts of at least this much (smaller parts would cost more in messages than
+// they gain in parallel senders).
+constexpr size_t kMinPart = 256 << 10;
 
 struct Summary {
   uint64_t revision = 0;
@@ -90,8 +95,44 @@ Expected<SyncResult> syncSharedState(Communicator& comm, const std::vector<Share
   // Hashes are seeded with the revision: a member at another revision differs in every entry.
   const uint64_t* good = table.data() + size_t(winner) * n;
 
-  // 3. The plan, in one order on every rank: for each out-of-date member, each differing entry.
+  // 3. The plan, in one order on every rank: for each out-of-date member, each differing entry. A
+  // large entry is cut into parts that different majority members send at once, so a joiner
+  // receives from all of them in parallel. A receiver first posts every receive, then tells each of
+  // its senders it is ready; a sender sends once told: parts that arrived before their receive
+  // would be stashed and copied twice.
+  struct Part {
+    int from, to;
+    uint8_t* where;
+    size_t len;
+  };
+  std::vector<Part> plan;
+  std::vector<size_t> received;
   SyncResult result{agreed, 0, 0, 0, 0};
+  size_t turn = 0;
+  for (int r = 0; r < size; ++r) {
+    if (std::find(winners->begin(), winners->end(), r) != winners->end()) continue;
+    for (size_t e = 0; e < n; ++e) {
+      if (table[size_t(r) * n + e] == good[e]) continue;
+      const size_t bytes = entries[e].bytes;
+      size_t part = (bytes + winners->size() - 1) / winners->size();
+      part = std::max(kMinPart, (part + 4095) / 4096 * 4096);
+      bool sentSome = false;
+      for (size_t at = 0; at == 0 || at < bytes; at += part) {
+        const size_t len = std::min(part, bytes - at);
+        const int from = (*winners)[turn++ % winners->size()];
+        plan.push_back({from, r, static_cast<uint8_t*>(entries[e].data) + at, len});
+        sentSome |= from == rank;
+        if (from == rank) result.bytesSent += len;
+        if (r == rank) result.bytesReceived += len;
+        if (bytes == 0) break;
+      }
+      result.entriesSent += sentSome;
+      if (r == rank) {
+        ++result.entriesReceived;
+        received.push_back(e);
+      }
+    }
+  }
   std::vector<OpPtr> ops;
   auto transfer = [&](coll::Kind kind, int peer, void* data, size_t bytes) -> Status {
     coll::Args a;
@@ -106,31 +147,37 @@ Expected<SyncResult> syncSharedState(Communicator& comm, const std::vector<Share
     ops.push_back(*op);
     return Status::ok();
   };
-  size_t turn = 0;
-  std::vector<size_t> received;
-  for (int r = 0; r < size; ++r) {
-    if (std::find(winners->begin(), winners->end(), r) != winners->end()) continue;
-    for (size_t e = 0; e < n; ++e) {
-      if (table[size_t(r) * n + e] == good[e]) continue;
-      const int from = (*winners)[turn++ % winners->size()];
-      if (rank == from) {
-        LOOM_RETURN_IF_ERROR(transfer(coll::Kind::Send, r, entries[e].data, entries[e].bytes));
-        result.bytesSent += entries[e].bytes;
-        ++result.entriesSent;
-      } else if (rank == r) {
-        LOOM_RETURN_IF_ERROR(transfer(coll::Kind::Recv, from, entries[e].data, entries[e].bytes));
-        result.bytesReceived += entries[e].bytes;
-        ++result.entriesReceived;
-        received.push_back(e);
-      }
+  auto waitAll = [&]() -> Status {
+    Status failed;
+    for (auto& op : ops) {
+      Status s = comm.wait(op, op->deadline);
+      if (!s.isOk() && failed.isOk()) failed = s;
     }
+    ops.clear();
+    return failed;
+  };
+  uint8_t token = 0;
+  std::vector<int> mySenders, myReceivers;
+  for (const Part& p : plan) {
+    if (p.to == rank && std::find(mySenders.begin(), mySenders.end(), p.from) == mySenders.end())
+      mySenders.push_back(p.from);
+    if (p.from == rank && std::find(myReceivers.begin(), myReceivers.end(), p.to) == myReceivers.end())
+      myReceivers.push_back(p.to);
   }
-  Status failed;
-  for (auto& op : ops) {
-    Status s = comm.wait(op, op->deadline);
-    if (!s.isOk() && failed.isOk()) failed = s;
+  // Receivers: every receive posted, then "ready" to each sender.
+  for (const Part& p : plan)
+    if (p.to == rank) LOOM_RETURN_IF_ERROR(transfer(coll::Kind::Recv, p.from, p.where, p.len));
+  for (int from : mySenders) LOOM_RETURN_IF_ERROR(transfer(coll::Kind::Send, from, &token, 1));
+  // Senders: wait for every receiver's "ready", then send.
+  if (!myReceivers.empty()) {
+    std::vector<uint8_t> ready(myReceivers.size());
+    for (size_t i = 0; i < myReceivers.size(); ++i)
+      LOOM_RETURN_IF_ERROR(transfer(coll::Kind::Recv, myReceivers[i], &ready[i], 1));
+    LOOM_RETURN_IF_ERROR(waitAll());
+    for (const Part& p : plan)
+      if (p.from == rank) LOOM_RETURN_IF_ERROR(transfer(coll::Kind::Send, p.to, p.where, p.len));
   }
-  LOOM_RETURN_IF_ERROR(failed);
+  LOOM_RETURN_IF_ERROR(waitAll());
   for (size_t e : received)
     if (xxh64(entries[e].data, entries[e].bytes, agreed) != good[e])
       return makeError(loomInternalError, "shared state entry '{}' arrived with another hash than rank {} announced",

@@ -85,9 +85,11 @@ TEST_CASE("shared state: the majority wins and only the entries that differ move
   CHECK(infos[2].bytesReceived == (1 << 20) + 4);  // b and c, not a
   CHECK(infos[2].entriesReceived == 2);
   CHECK(infos[2].bytesSent == 0);
-  // The two entries came from both majority members, one each (spread round-robin).
-  CHECK(infos[0].entriesSent == 1);
-  CHECK(infos[1].entriesSent == 1);
+  // The entries came from both majority members (b cut in two parts, spread round-robin).
+  CHECK(infos[0].entriesSent >= 1);
+  CHECK(infos[1].entriesSent >= 1);
+  CHECK(infos[0].bytesSent > 0);
+  CHECK(infos[1].bytesSent > 0);
   CHECK(infos[0].bytesSent + infos[1].bytesSent == (1 << 20) + 4);
   for (const auto& info : infos) CHECK(info.revision == 1);
 }

@@ -17,3 +17,10 @@ set_tests_properties(examples.elastic_demo PROPERTIES TIMEOUT 120 RUN_SERIAL TRU
 add_test(NAME examples.elastic_demo_diloco
   COMMAND bash ${PROJECT_SOURCE_DIR}/scripts/elastic_demo.sh ${PROJECT_BINARY_DIR}/bin -- --outer 8)
 set_tests_properties(examples.elastic_demo_diloco PROPERTIES TIMEOUT 120 RUN_SERIAL TRUE)
+
+# recovery_perf runs every event once, small (a smoke test: it passes when every event could be
+# measured; its figures and targets are for bench/RESULTS.md, not for a test).
+add_test(NAME bench.recovery_perf_smoke
+  COMMAND ${PROJECT_BINARY_DIR}/bin/recovery_perf --smoke --reps 1 --bytes 1M)
+set_tests_properties(bench.recovery_perf_smoke PROPERTIES TIMEOUT 300 RUN_SERIAL TRUE
+  ENVIRONMENT "LOOM_BIN_DIR=${PROJECT_BINARY_DIR}/bin")

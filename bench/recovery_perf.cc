@@ -10,7 +10,9 @@
 // Events: crash (kill -9), exit (clean exit), freeze (SIGSTOP), blackhole (ranks in network
 // namespaces of their own, bench/cluster; the victim's link goes down: needs root), join, abort, and freeze_200ms, blackhole_200ms with a
 // 200 ms peer timeout. detect_ms: from the event to the last survivor's error; recovered_ms: to
-// the last survivor's first completed all-reduce in the new epoch. ok is computed against the
+// the last survivor's first completed all-reduce in the new epoch; admit_ms: from the members'
+// safe point (their loomCommUpdate) to the joiner's loomCommJoin returning; sync_GBps: the
+// joiner's state bytes over the time it spent receiving them (loomSyncInfo_t.transferSeconds). ok is computed against the
 // targets of issue 4; the program exits 0 only if every row is ok (rows that cannot run here, e.g.
 // blackhole without root, print "skip" and do not count).
 //
@@ -77,7 +79,8 @@ struct Worker {
     if (rc == loomPeerLost || rc == loomRemoteError) return false;
     if (rc != loomSuccess) die("sync", comm);
     revision = info.revision;
-    std::printf("sync %" PRId64 " %" PRIu64 " %.6f\n", nowNs(), info.bytesReceived, double(nowNs() - t0) / 1e9);
+    std::printf("sync %" PRId64 " %" PRIu64 " %.6f %.6f\n", nowNs(), info.bytesReceived, info.transferSeconds,
+                double(nowNs() - t0) / 1e9);
     return true;
   }
 
@@ -338,7 +341,7 @@ class Driver {
     if (joiner) {
       for (const auto& l : parse(joiner->out())) {
         if (l.kind == "admitted" && updateCall != INT64_MAX) admit = double(l.ns - updateCall) / 1e6;
-        if (l.kind == "sync" && l.rest.size() == 2 && std::strtoull(l.rest[0].c_str(), nullptr, 10) > 0) {
+        if (l.kind == "sync" && l.rest.size() == 3 && std::strtoull(l.rest[0].c_str(), nullptr, 10) > 0) {
           s.bytesSynced = std::strtoull(l.rest[0].c_str(), nullptr, 10);
           s.syncGBps = double(s.bytesSynced) / std::atof(l.rest[1].c_str()) / 1e9;
         }

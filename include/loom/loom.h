@@ -192,6 +192,7 @@ typedef struct {
   uint64_t bytesReceived; /* state bytes this rank fetched (0 in steady state) */
   int entriesSent;
   int entriesReceived;
+  double transferSeconds; /* time this rank spent moving state bytes (0 in steady state) */
 } loomSyncInfo_t;
 
 /*

@@ -254,6 +254,7 @@ loomResult_t loomSharedStateSync(loomComm_t comm, const loomSharedEntry_t* entri
       info->bytesReceived = r->bytesReceived;
       info->entriesSent = r->entriesSent;
       info->entriesReceived = r->entriesReceived;
+      info->transferSeconds = r->transferSeconds;
     }
     return Status::ok();
   });

@@ -13,6 +13,7 @@
 #include "core/hash.h"
 
 #include <algorithm>
+#include <chrono>
 #include <map>
 
 namespace loom {
@@ -71,7 +72,7 @@ Expected<SyncResult> syncSharedState(Communicator& comm, const std::vector<Share
                        rank, n, r, summaries[r].count);
   if (n == 0) {
     lastRevision = revision;
-    return SyncResult{revision, 0, 0, 0, 0};
+    return SyncResult{revision, 0, 0, 0, 0, 0};
   }
 
   // 2. Every entry's hash everywhere; the majority state wins.
@@ -107,7 +108,7 @@ Expected<SyncResult> syncSharedState(Communicator& comm, const std::vector<Share
   };
   std::vector<Part> plan;
   std::vector<size_t> received;
-  SyncResult result{agreed, 0, 0, 0, 0};
+  SyncResult result{agreed, 0, 0, 0, 0, 0};
   size_t turn = 0;
   for (int r = 0; r < size; ++r) {
     if (std::find(winners->begin(), winners->end(), r) != winners->end()) continue;
@@ -164,6 +165,7 @@ Expected<SyncResult> syncSharedState(Communicator& comm, const std::vector<Share
     if (p.from == rank && std::find(myReceivers.begin(), myReceivers.end(), p.to) == myReceivers.end())
       myReceivers.push_back(p.to);
   }
+  const auto transferStart = std::chrono::steady_clock::now();
   // Receivers: every receive posted, then "ready" to each sender.
   for (const Part& p : plan)
     if (p.to == rank) LOOM_RETURN_IF_ERROR(transfer(coll::Kind::Recv, p.from, p.where, p.len));
@@ -178,6 +180,8 @@ Expected<SyncResult> syncSharedState(Communicator& comm, const std::vector<Share
       if (p.from == rank) LOOM_RETURN_IF_ERROR(transfer(coll::Kind::Send, p.to, p.where, p.len));
   }
   LOOM_RETURN_IF_ERROR(waitAll());
+  if (!plan.empty())
+    result.transferSeconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - transferStart).count();
   for (size_t e : received)
     if (xxh64(entries[e].data, entries[e].bytes, agreed) != good[e])
       return makeError(loomInternalError, "shared state entry '{}' arrived with another hash than rank {} announced",

@@ -26,6 +26,7 @@ struct SyncResult {
   uint64_t bytesReceived = 0;
   int entriesReceived = 0;
   int entriesSent = 0;
+  double transferSeconds = 0;  // moving the state bytes (from the first receive posted to the last done)
 };
 
 // Every member calls it with the same entry names, in the same order. `revision` is the one this

@@ -15,8 +15,8 @@ int Communicator::presentCount() const {
   return static_cast<int>(std::count_if(members.begin(), members.end(), [](const Member& m) { return m.present; }));
 }
 
-Expected<std::optional<Rendezvous>> Registry::join(PeerId peer, uint64_t commId, const wire::JoinRequest& req,
-                                                   Clock::time_point now, bool running) {
+// What every JoinRequest must pass: a compatible version, and a connection that has not joined yet.
+Status Registry::checkNewPeer(PeerId peer, const wire::JoinRequest& req) const {
   // Patch releases interoperate; another major.minor may speak another protocol.
   if (req.libraryVersion / 100 != LOOM_VERSION_CODE / 100)
     return makeError(loomVersionMismatch,
@@ -25,6 +25,28 @@ Expected<std::optional<Rendezvous>> Registry::join(PeerId peer, uint64_t commId,
   if (auto it = peers_.find(peer); it != peers_.end())
     return makeError(loomInvalidUsage, "this connection already joined communicator {:#x}; send JoinRequest once",
                      it->second.commId);
+  return Status::ok();
+}
+
+// The communicator `commId`, created from its first JoinRequest if it does not exist (fresh).
+Communicator& Registry::findOrCreate(uint64_t commId, const wire::JoinRequest& req, Clock::time_point now,
+                                     bool& fresh) {
+  auto [it, created] = comms_.try_emplace(commId);
+  fresh = created;
+  Communicator& c = it->second;
+  if (fresh) {
+    c.commId = commId;
+    c.worldSize = req.worldSize;
+    c.maxWorld = req.maxWorld;
+    c.firstJoiner = req.address;
+    c.created = now;
+  }
+  return c;
+}
+
+Expected<std::optional<Rendezvous>> Registry::join(PeerId peer, uint64_t commId, const wire::JoinRequest& req,
+                                                   Clock::time_point now, bool running) {
+  LOOM_RETURN_IF_ERROR(checkNewPeer(peer, req));
 
   if (running) {
     auto it = comms_.find(commId);
@@ -38,18 +60,11 @@ Expected<std::optional<Rendezvous>> Registry::join(PeerId peer, uint64_t commId,
     peers_[peer] = PeerRef{commId, kJoiner};
     return std::optional<Rendezvous>();
   }
-  auto [it, fresh] = comms_.try_emplace(commId);
-  Communicator& c = it->second;
-  if (fresh) {
-    c.commId = commId;
-    c.worldSize = req.worldSize;
-    c.maxWorld = req.maxWorld;
-    c.firstJoiner = req.address;
-    c.created = now;
-  }
+  bool fresh = false;
+  Communicator& c = findOrCreate(commId, req, now, fresh);
   Status admitted = admit(c, req);
   if (!admitted) {
-    if (fresh) comms_.erase(it);  // a refused first joiner leaves nothing behind
+    if (fresh) comms_.erase(commId);  // a refused first joiner leaves nothing behind
     return admitted;
   }
   c.pending.push_back({peer, req.requestedRank, req.address});
@@ -137,23 +152,14 @@ Rendezvous Registry::complete(Communicator& c, Clock::time_point now) {
 
 Status Registry::rejoin(PeerId peer, uint64_t commId, uint64_t epoch, const wire::JoinRequest& req,
                         Clock::time_point now) {
-  if (req.libraryVersion / 100 != LOOM_VERSION_CODE / 100)
-    return makeError(loomVersionMismatch, "peer at '{}' runs Loom {}, the coordinator runs {}", req.address,
-                     versionText(req.libraryVersion), versionText(LOOM_VERSION_CODE));
-  if (peers_.contains(peer))
-    return makeError(loomInvalidUsage, "this connection already joined; send JoinRequest once");
+  LOOM_RETURN_IF_ERROR(checkNewPeer(peer, req));
   const int rank = req.requestedRank;
   if (rank < 0 || rank >= static_cast<int>(req.worldSize))
     return makeError(loomInvalidUsage, "rejoining rank {} is outside 0..{}", rank, req.worldSize - 1);
-  auto [it, fresh] = comms_.try_emplace(commId);
-  Communicator& c = it->second;
+  bool fresh = false;
+  Communicator& c = findOrCreate(commId, req, now, fresh);
   if (fresh) {
     // The coordinator restarted: every rank gets a place, kept while it may still reconnect.
-    c.commId = commId;
-    c.worldSize = req.worldSize;
-    c.maxWorld = req.maxWorld;
-    c.firstJoiner = req.address;
-    c.created = now;
     c.phase = Communicator::Phase::Active;
     c.epoch = epoch;
     c.members.assign(req.worldSize, Member{0, "", now, true});

@@ -144,6 +144,8 @@ class Registry {
     uint64_t commId = 0;
     int rank = kGathering;
   };
+  Status checkNewPeer(PeerId peer, const wire::JoinRequest& req) const;
+  Communicator& findOrCreate(uint64_t commId, const wire::JoinRequest& req, Clock::time_point now, bool& fresh);
   Status admit(Communicator& c, const wire::JoinRequest& req) const;
   Status admitRunning(const Communicator& c, const wire::JoinRequest& req) const;
   Rendezvous complete(Communicator& c, Clock::time_point now);

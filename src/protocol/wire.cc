@@ -126,6 +126,24 @@ void checkWorldSize(Reader& r, const char* what, uint32_t worldSize) {
     r.fail(makeError(loomInvalidArgument, "{} worldSize {} is outside 1..{}", what, worldSize, kMaxWorldSize));
 }
 
+// `count` ranks (i32 each) in lo..kMaxWorldSize-1, named "<owner> <item>" ("<owner> lists N <items>")
+// in errors; the count is checked against the bytes left before anything is reserved.
+std::vector<int32_t> readRanks(Reader& r, uint32_t count, int32_t lo, const char* owner, const char* item,
+                               const char* items) {
+  std::vector<int32_t> ranks;
+  if (r.ok() && (count > kMaxWorldSize || count > r.remaining() / 4))
+    r.fail(makeError(loomInvalidArgument, "{} lists {} {} in {} bytes", owner, count, items, r.remaining()));
+  if (!r.ok()) return ranks;
+  ranks.reserve(count);
+  for (uint32_t i = 0; i < count && r.ok(); ++i) {
+    int32_t v = r.i32(item);
+    if (r.ok() && (v < lo || v >= static_cast<int32_t>(kMaxWorldSize)))
+      r.fail(makeError(loomInvalidArgument, "{} {} {} is outside {}..{}", owner, item, v, lo, kMaxWorldSize - 1));
+    ranks.push_back(v);
+  }
+  return ranks;
+}
+
 // Completes a frame: header with the real type and payload size, then the payload.
 std::vector<uint8_t> frame(Header h, Type type, const std::vector<uint8_t>& payload) {
   h.type = type;
@@ -344,18 +362,7 @@ Expected<JoinAccept> decodeJoinAccept(std::span<const uint8_t> payload) {
   uint32_t previous = r.u32("previous rank count");
   if (r.ok() && previous != 0 && previous != m.worldSize)
     r.fail(makeError(loomInvalidArgument, "JoinAccept has {} previous ranks for worldSize {}", previous, m.worldSize));
-  if (r.ok() && previous > r.remaining() / 4)
-    r.fail(makeError(loomInvalidArgument, "JoinAccept truncated: {} previous ranks cannot fit in {} bytes", previous,
-                     r.remaining()));
-  if (r.ok()) {
-    m.previousRanks.reserve(previous);
-    for (uint32_t i = 0; i < previous && r.ok(); ++i) {
-      int32_t p = r.i32("previous rank");
-      if (r.ok() && (p < -1 || p >= static_cast<int32_t>(kMaxWorldSize)))
-        r.fail(makeError(loomInvalidArgument, "JoinAccept previous rank {} is outside -1..{}", p, kMaxWorldSize - 1));
-      m.previousRanks.push_back(p);
-    }
-  }
+  m.previousRanks = readRanks(r, previous, -1, "JoinAccept", "previous rank", "previous ranks");
   LOOM_RETURN_IF_ERROR(r.finish());
   return m;
 }
@@ -367,17 +374,7 @@ Expected<UpdateRequest> decodeUpdateRequest(std::span<const uint8_t> payload) {
   m.timeoutMs = r.u32("timeoutMs");
   m.address = r.str("address", kMaxAddressBytes);
   uint32_t count = r.u32("suspect count");
-  if (r.ok() && (count > kMaxWorldSize || count > r.remaining() / 4))
-    r.fail(makeError(loomInvalidArgument, "UpdateRequest lists {} suspects in {} bytes", count, r.remaining()));
-  if (r.ok()) {
-    m.suspects.reserve(count);
-    for (uint32_t i = 0; i < count && r.ok(); ++i) {
-      int32_t s = r.i32("suspect");
-      if (r.ok() && (s < 0 || s >= static_cast<int32_t>(kMaxWorldSize)))
-        r.fail(makeError(loomInvalidArgument, "UpdateRequest suspect rank {} is outside 0..{}", s, kMaxWorldSize - 1));
-      m.suspects.push_back(s);
-    }
-  }
+  m.suspects = readRanks(r, count, 0, "UpdateRequest", "suspect rank", "suspects");
   LOOM_RETURN_IF_ERROR(r.finish());
   return m;
 }

@@ -2,6 +2,7 @@
 // Ranks are threads with real communicators over loopback TCP (tests/support/threaded_world.h).
 #include "capi/handles.h"
 #include "protocol/wire.h"
+#include "support/outcome.h"
 #include "support/threaded_world.h"
 #include "transports/tcp/socket.h"
 
@@ -19,14 +20,9 @@
 
 namespace {
 
-struct Outcome {
-  loomResult_t rc = loomSuccess;
-  std::string message;
-};
-
-Outcome outcome(loomResult_t rc, loomComm_t comm) { return {rc, loomGetLastError(comm)}; }
-
-bool mentions(const std::string& text, const std::string& what) { return text.find(what) != std::string::npos; }
+using loomtest::mentions;
+using loomtest::Outcome;
+using loomtest::outcome;
 
 }  // namespace
 

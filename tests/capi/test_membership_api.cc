@@ -3,6 +3,7 @@
 // functions give, a join names what is wrong, the new config fields are validated, and a process
 // that joins a running communicator takes part in its next epoch. Ranks are threads with real
 // communicators over loopback TCP, at a coordinator the test hosts (tests/support/threaded_world.h).
+#include "support/outcome.h"
 #include "support/threaded_world.h"
 
 #include <loom/loom.hpp>
@@ -24,14 +25,9 @@
 
 namespace {
 
-struct Outcome {
-  loomResult_t rc = loomSuccess;
-  std::string message;
-};
-
-Outcome outcome(loomResult_t rc, loomComm_t comm) { return {rc, loomGetLastError(comm)}; }
-
-bool mentions(const std::string& text, const std::string& what) { return text.find(what) != std::string::npos; }
+using loomtest::mentions;
+using loomtest::Outcome;
+using loomtest::outcome;
 
 // Sets (or, with nullptr, unsets) an environment variable for one scope, then restores it.
 class ScopedEnv {

@@ -9,14 +9,17 @@
 namespace loom {
 namespace {
 
-// Power-of-two classes from 4 KiB; at most this many bytes wait unused in the pool.
+// Power-of-two classes from 4 KiB; at most this many bytes wait unused in the pool, plus one
+// buffer larger than that: an in-place 256 MiB all-reduce keeps a copy of its input every call,
+// and a fresh 256 MiB is 65536 page faults (it more than doubled the call).
 constexpr size_t kMinBytes = 4096;
 constexpr size_t kMaxCachedBytes = 128 << 20;
 
 struct Pool {
   std::mutex mu;
   std::vector<uint8_t*> free[64];
-  size_t cached = 0;
+  size_t cached = 0;     // in buffers up to kMaxCachedBytes
+  bool oversized = false;  // one larger buffer is cached
 };
 
 Pool& pool() {
@@ -37,7 +40,10 @@ Scratch::Scratch(size_t bytes) {
     if (!list.empty()) {
       data_ = list.back();
       list.pop_back();
-      p.cached -= capacity_;
+      if (capacity_ > kMaxCachedBytes)
+        p.oversized = false;
+      else
+        p.cached -= capacity_;
       return;
     }
   }
@@ -63,7 +69,13 @@ void Scratch::release() {
   Pool& p = pool();
   {
     std::lock_guard<std::mutex> lock(p.mu);
-    if (p.cached + capacity_ <= kMaxCachedBytes) {
+    if (capacity_ > kMaxCachedBytes && !p.oversized) {
+      p.free[classOf(capacity_)].push_back(data_);
+      p.oversized = true;
+      data_ = nullptr;
+      return;
+    }
+    if (capacity_ <= kMaxCachedBytes && p.cached + capacity_ <= kMaxCachedBytes) {
       p.free[classOf(capacity_)].push_back(data_);
       p.cached += capacity_;
       data_ = nullptr;

@@ -261,6 +261,13 @@ Expected<OpPtr> Communicator::start(const coll::Args& args, std::optional<uint64
   auto op = std::make_shared<OpState>();
   op->args = args;
   op->deadline = Deadline::afterMs(settings_.timeoutMs);
+  // The copy of an in-place input is taken before the engine lock: copying 256 MiB under it kept the
+  // event loop from sending heartbeats long enough for the peers to declare this rank lost.
+  if (size_t bytes = inputToSave(args, rank_, size_); bytes > 0 && size_ > 1 && settings_.restoreInput) {
+    op->savedInput = Scratch(bytes);
+    op->savedBytes = bytes;
+    std::memcpy(op->savedInput.data(), args.send, bytes);
+  }
   std::lock_guard<std::mutex> lock(engineMu_);
   bool p2p = args.kind == coll::Kind::Send || args.kind == coll::Kind::Recv;
   if (userTag) {
@@ -303,11 +310,6 @@ Expected<OpPtr> Communicator::start(const coll::Args& args, std::optional<uint64
   op->algorithm = coll::makeOperation(args, ctx);
   // Two survivors must never disagree on whether a collective succeeded (collectives/agreement).
   if (!p2p && size_ >= 3 && args.count > 0 && settings_.outcomeVote) op->algorithm = coll::withOutcomeVote(std::move(op->algorithm), ctx);
-  if (size_t bytes = inputToSave(args, rank_, size_); bytes > 0 && size_ > 1 && settings_.restoreInput) {
-    op->savedInput = Scratch(bytes);
-    op->savedBytes = bytes;
-    std::memcpy(op->savedInput.data(), args.send, bytes);
-  }
   active_.push_back(op);
   activeCount_.fetch_add(1);
   for (auto it = earlyRemoteErrors_.begin(); it != earlyRemoteErrors_.end(); ++it) {

@@ -87,7 +87,6 @@ Status Communicator::install(std::unique_ptr<transport::Transport> next, const c
     rank_ = m.rank;
     size_ = m.size;
     epoch_ = m.epoch;
-    previousRanks_ = m.previousRanks;
     // Every member starts the epoch with the same numbering, joiners included.
     blockingSeq_ = 0;
     p2pSendSeq_.assign(m.size, 0);

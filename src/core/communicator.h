@@ -71,8 +71,6 @@ class Communicator {
   int rank() const { return rank_; }
   int size() const { return size_; }
   uint64_t epoch() const { return epoch_; }
-  // Rank of each member in the previous epoch (-1: joined in this one); empty before any update.
-  const std::vector<int>& previousRanks() const { return previousRanks_; }
   uint64_t commId() const { return settings_.commId; }
   const Settings& settings() const { return settings_; }
   // The transport address peers reach this rank at (diagnostics, tests).
@@ -141,7 +139,6 @@ class Communicator {
   int rank_ = 0;
   int size_ = 1;
   uint64_t epoch_ = 0;
-  std::vector<int> previousRanks_;
   // The event loop watches this epoll set, which holds the current transport's event fd: a new
   // epoch swaps the transport inside it without touching the loop thread.
   int eventFd_ = -1;

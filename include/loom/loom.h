@@ -105,7 +105,7 @@ typedef struct {
   unsigned int version;          /* LOOM_VERSION_CODE */
   int timeoutMs;                 /* LOOM_TIMEOUT_MS: per-operation deadline */
   int connectTimeoutMs;          /* LOOM_CONNECT_TIMEOUT_MS: rendezvous + connection set-up */
-  int streamsPerPeer;            /* LOOM_STREAMS: TCP streams per peer pair */
+  int streamsPerPeer;            /* LOOM_STREAMS: TCP streams per pair of ranks on different hosts */
   size_t segmentBytes;           /* LOOM_SEGMENT_BYTES: pipelining segment */
   size_t allreduceSmallBytes;    /* LOOM_ALLREDUCE_SMALL_BYTES: below, recursive doubling */
   size_t broadcastSmallBytes;    /* LOOM_BROADCAST_SMALL_BYTES: below, tree */
@@ -120,10 +120,11 @@ typedef struct {
   int minWorld;                  /* LOOM_MIN_WORLD: fewer members after an update is loomBelowQuorum */
   int maxWorld;                  /* LOOM_MAX_WORLD: joiners beyond this are refused (founders set it) */
   int updateTimeoutMs;           /* LOOM_UPDATE_TIMEOUT_MS: an update waits this long for every member */
+  int localStreamsPerPeer;       /* LOOM_LOCAL_STREAMS: TCP streams per pair of ranks on one host */
 } loomConfig_t;
 
 #define LOOM_CONFIG_INITIALIZER \
-  { sizeof(loomConfig_t), LOOM_VERSION_CODE, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, NULL, NULL, 0, 0, 0, 0, 0 }
+  { sizeof(loomConfig_t), LOOM_VERSION_CODE, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, NULL, NULL, 0, 0, 0, 0, 0, 0 }
 
 /* ---- library ---------------------------------------------------------------------- */
 LOOM_API loomResult_t loomGetVersion(int* version);

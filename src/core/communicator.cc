@@ -56,6 +56,7 @@ Communicator::Communicator(const Settings& settings) : settings_(settings) {}
 Expected<std::unique_ptr<transport::Transport>> Communicator::newTransport(std::string& address) const {
   transport::TransportOptions topts;
   topts.streamsPerPeer = settings_.streamsPerPeer;
+  topts.localStreamsPerPeer = settings_.localStreamsPerPeer;
   topts.listenHost = settings_.listenHost;
   topts.commId = settings_.commId;
   topts.peerTimeoutMs = settings_.peerTimeoutMs;

@@ -17,7 +17,11 @@ const std::vector<SettingInfo>& settingRegistry() {
       {"LOOM_CONNECT_TIMEOUT_MS", "60000", "deadline of rendezvous and connection set-up (ms)"},
       {"LOOM_COORDINATOR_WAIT_MS", "10000",
        "a refused connection to the coordinator is retried this long (ranks may start before it)"},
-      {"LOOM_STREAMS", "2", "TCP streams per peer pair; one operation is striped across them (1..16)"},
+      {"LOOM_STREAMS", "2",
+       "TCP streams per pair of ranks on different hosts; a large message is striped across them (1..16)"},
+      {"LOOM_LOCAL_STREAMS", "1",
+       "TCP streams per pair of ranks on the same host (loopback: more streams add syscalls and wake-ups, not "
+       "bandwidth) (1..16)"},
       {"LOOM_SEGMENT_BYTES", "512K", "pipelining segment of ring and chain algorithms"},
       {"LOOM_ALLREDUCE_SMALL_BYTES", "64K", "all-reduce up to this size uses recursive doubling, above it the ring"},
       {"LOOM_BROADCAST_SMALL_BYTES", "64K", "broadcast up to this size uses a binomial tree, above it a chain"},
@@ -207,6 +211,8 @@ Expected<Settings> resolveSettings(const loomConfig_t* c) {
   LOOM_RETURN_IF_ERROR(pickInt(appended(c->maxWorld), "config.maxWorld", "LOOM_MAX_WORLD", 0, 65536, s.maxWorld));
   LOOM_RETURN_IF_ERROR(pickInt(appended(c->updateTimeoutMs), "config.updateTimeoutMs", "LOOM_UPDATE_TIMEOUT_MS", 1,
                                INT32_MAX, s.updateTimeoutMs));
+  LOOM_RETURN_IF_ERROR(pickInt(appended(c->localStreamsPerPeer), "config.localStreamsPerPeer", "LOOM_LOCAL_STREAMS",
+                               1, 16, s.localStreamsPerPeer));
   if (s.maxWorld > 0 && s.maxWorld < s.minWorld)
     return makeError(loomInvalidArgument, "maxWorld {} is below minWorld {} (LOOM_MAX_WORLD / LOOM_MIN_WORLD)",
                      s.maxWorld, s.minWorld);

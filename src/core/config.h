@@ -24,7 +24,8 @@ const std::vector<SettingInfo>& settingRegistry();
 struct Settings {
   int timeoutMs = 0;
   int connectTimeoutMs = 0;
-  int streamsPerPeer = 0;
+  int streamsPerPeer = 0;       // pairs on different hosts
+  int localStreamsPerPeer = 0;  // pairs on one host
   size_t segmentBytes = 0;
   size_t allreduceSmallBytes = 0;
   size_t broadcastSmallBytes = 0;

@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include "transports/iface/registry.h"
+#include "transports/tcp/socket.h"
 
 #include <poll.h>
 
@@ -38,11 +39,11 @@ struct Mesh {
   Transport& operator[](size_t i) { return *ep.at(i); }
 };
 
-std::unique_ptr<Mesh> makeMesh(const std::string& name, int n) {
+std::unique_ptr<Mesh> makeMesh(const std::string& name, int n, const TransportOptions& options = {}) {
   auto mesh = std::make_unique<Mesh>();
   std::vector<std::string> addresses;
   for (int i = 0; i < n; ++i) {
-    auto created = createTransport(name, TransportOptions{});
+    auto created = createTransport(name, options);
     INFO("creating transport '" << name << "': " << created.status().toString());
     REQUIRE(created.hasValue());
     REQUIRE(created.value() != nullptr);
@@ -341,4 +342,59 @@ TEST_CASE("eventFd becomes readable when a message arrives", "[transport]") {
   REQUIRE(pollUntil(*mesh, [&] { return r->done() && s->done(); }));
   CHECK_FALSE(r->failed());
   CHECK(got == sent);
+}
+
+TEST_CASE("tcp: the stream count of a pair follows whether both ranks are on one host", "[transport][tcp]") {
+  using loom::tcp::sameHost;
+  CHECK(sameHost("127.0.0.1:1000", "127.0.0.1:2000"));
+  CHECK(sameHost("127.0.0.1:1000", "127.0.0.2:2000"));  // every loopback address is this machine
+  CHECK(sameHost("[::1]:1000", "127.0.0.1:2000"));
+  CHECK(sameHost("10.77.0.1:1000", "10.77.0.1:2000"));
+  CHECK_FALSE(sameHost("10.77.0.1:1000", "10.77.0.2:1000"));
+  CHECK_FALSE(sameHost("10.77.0.1:1000", "127.0.0.1:1000"));
+  CHECK_FALSE(sameHost("no-port", "127.0.0.1:1000"));
+
+  // Three streams on loopback (one across hosts): a striped message uses all three and arrives
+  // intact both ways, whatever its length modulo the stripe alignment.
+  TransportOptions options;
+  options.streamsPerPeer = 1;
+  options.localStreamsPerPeer = 3;
+  auto mesh = makeMesh("tcp", 2, options);
+  uint64_t op = 1;
+  for (size_t bytes : {size_t{128} << 10, (size_t{3} << 20) + 17}) {
+    CAPTURE(bytes);
+    const auto a = pattern(bytes, 11), b = pattern(bytes, 12);
+    std::vector<uint8_t> gotA(bytes, 0xEE), gotB(bytes, 0xEE);
+    auto r1 = (*mesh)[1].irecv(0, gotA.data(), bytes, tagOf(op), kSig);
+    auto s0 = (*mesh)[0].isend(1, a.data(), bytes, tagOf(op), kSig);
+    auto s1 = (*mesh)[1].isend(0, b.data(), bytes, tagOf(op), kSig);
+    auto r0 = (*mesh)[0].irecv(1, gotB.data(), bytes, tagOf(op), kSig);
+    REQUIRE(pollUntil(*mesh, [&] { return allFinished({r0, r1, s0, s1}); }));
+    INFO(r0->status.toString() << " / " << r1->status.toString());
+    REQUIRE_FALSE(r0->failed());
+    REQUIRE_FALSE(r1->failed());
+    CHECK(gotA == a);
+    CHECK(gotB == b);
+    ++op;
+  }
+
+  // The two ends must agree on the count: an endpoint expecting one local stream rejects the
+  // second its peer opens, and the connection set-up fails instead of hanging.
+  TransportOptions one;
+  one.localStreamsPerPeer = 1;
+  auto e0 = createTransport("tcp", one);
+  auto e1 = createTransport("tcp", options);
+  REQUIRE(e0.hasValue());
+  REQUIRE(e1.hasValue());
+  auto a0 = (*e0)->listen();
+  auto a1 = (*e1)->listen();
+  REQUIRE(a0.hasValue());
+  REQUIRE(a1.hasValue());
+  std::vector<std::string> addresses{*a0, *a1};
+  Status c0, c1;
+  std::thread t0([&] { c0 = (*e0)->connect(0, addresses, Deadline::afterMs(3000)); });
+  std::thread t1([&] { c1 = (*e1)->connect(1, addresses, Deadline::afterMs(3000)); });
+  t0.join();
+  t1.join();
+  CHECK_FALSE(c1.isOk());
 }

@@ -22,6 +22,7 @@ TEST_CASE("defaults apply when neither field nor variable is set", "[config]") {
   auto s = resolveSettings(nullptr);
   REQUIRE(s);
   CHECK(s->streamsPerPeer == 2);
+  CHECK(s->localStreamsPerPeer == 1);
   CHECK(s->segmentBytes == 512 * 1024);
   CHECK(s->timeoutMs == 600000);
   CHECK(s->transport == "tcp");
@@ -41,6 +42,28 @@ TEST_CASE("a LOOM_* variable overrides the default, a config field overrides the
   REQUIRE(fromField);
   CHECK(fromField->streamsPerPeer == 3);
   CHECK(fromField->segmentBytes == 64 * 1024);
+}
+
+TEST_CASE("streams to a peer on this host and on another host are set apart", "[config]") {
+  EnvGuard local("LOOM_LOCAL_STREAMS", "3");
+  auto fromEnv = resolveSettings(nullptr);
+  REQUIRE(fromEnv);
+  CHECK(fromEnv->localStreamsPerPeer == 3);
+  CHECK(fromEnv->streamsPerPeer == 2);
+  loomConfig_t c = LOOM_CONFIG_INITIALIZER;
+  c.localStreamsPerPeer = 5;
+  auto fromField = resolveSettings(&c);
+  REQUIRE(fromField);
+  CHECK(fromField->localStreamsPerPeer == 5);
+  c.localStreamsPerPeer = 17;
+  auto bad = resolveSettings(&c);
+  REQUIRE_FALSE(bad);
+  CHECK(mentions(bad.error().message(), "config.localStreamsPerPeer"));
+  // A config from before the field existed is shorter: the field reads as unset (environment).
+  c.size = offsetof(loomConfig_t, localStreamsPerPeer);
+  auto old = resolveSettings(&c);
+  REQUIRE(old);
+  CHECK(old->localStreamsPerPeer == 3);
 }
 
 TEST_CASE("sizes take K, M and G suffixes (powers of 1024)", "[config]") {

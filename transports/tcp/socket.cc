@@ -35,7 +35,18 @@ Expected<std::pair<std::string, std::string>> splitHostPort(const std::string& h
   return std::make_pair(host, port);
 }
 
+bool isLoopback(const std::string& host) {
+  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
 }  // namespace
+
+bool sameHost(const std::string& a, const std::string& b) {
+  auto ha = splitHostPort(a);
+  auto hb = splitHostPort(b);
+  if (!ha || !hb) return false;
+  return ha->first == hb->first || (isLoopback(ha->first) && isLoopback(hb->first));
+}
 
 Status setNonBlocking(int fd) {
   int flags = fcntl(fd, F_GETFL, 0);

@@ -17,6 +17,8 @@ Expected<std::string> localAddress(int fd);
 Expected<int> connectTo(const std::string& hostPort, Deadline deadline);
 // Writes all of buf, polling until the deadline (used only during connection set-up).
 Status writeAll(int fd, const void* buf, size_t len, Deadline deadline);
+// Whether two "host:port" addresses are on one machine: the same host text, or both loopback.
+bool sameHost(const std::string& a, const std::string& b);
 Status setNonBlocking(int fd);
 void tuneDataSocket(int fd);  // TCP_NODELAY and keep the kernel's buffer autotuning
 void closeFd(int& fd);

@@ -177,6 +177,7 @@ class TcpTransport final : public transport::Transport {
   void releaseHolds(int peer);  // a receive was posted or a stash freed: held streams may go on
   void queueFrame(int peer, size_t stream, OutFrame&& frame);
   bool allEstablished() const;
+  int streamsTo(int peer) const;  // streams per pair: local or remote count (both ends agree)
   std::string missingPeers() const;
 
   transport::TransportOptions options_;

@@ -30,13 +30,7 @@ struct Summary {
 };
 
 Status gather(Communicator& comm, const void* mine, void* all, size_t bytes) {
-  coll::Args a;
-  a.kind = coll::Kind::AllGather;
-  a.send = mine;
-  a.recv = all;
-  a.count = bytes;
-  a.dtype = loomUint8;
-  return comm.run(a);
+  return comm.run({.kind = coll::Kind::AllGather, .send = mine, .recv = all, .count = bytes, .dtype = loomUint8});
 }
 
 uint64_t layoutHash(const std::vector<SharedEntry>& entries) {
@@ -136,13 +130,7 @@ Expected<SyncResult> syncSharedState(Communicator& comm, const std::vector<Share
   }
   std::vector<OpPtr> ops;
   auto transfer = [&](coll::Kind kind, int peer, void* data, size_t bytes) -> Status {
-    coll::Args a;
-    a.kind = kind;
-    a.send = data;
-    a.recv = data;
-    a.count = bytes;
-    a.dtype = loomUint8;
-    a.root = peer;
+    const coll::Args a{.kind = kind, .send = data, .recv = data, .count = bytes, .dtype = loomUint8, .root = peer};
     auto op = comm.start(a, std::nullopt);
     if (!op) return op.error();
     ops.push_back(*op);

@@ -391,9 +391,18 @@ TEST_CASE("the C++ layer: join, pendingPeers, update, epoch", "[capi][membership
   config.timeoutMs = 15000;
 
   std::string founderError, joinerError;
-  int pendingSeen = -1, joinerRank = -1, joinerSize = -1, founderRank = -1, founderSize = -1;
-  uint64_t founderEpoch = 0, joinerEpoch = 0;
-  double founderSum = 0, joinerSum = 0;
+  int pendingSeen = -1;
+  // What each side sees in the new epoch: one all-reduce of 1s, and its place.
+  struct After {
+    double sum = 0;
+    int rank = -1, size = -1;
+    uint64_t epoch = 0;
+  } founderAfter, joinerAfter;
+  auto sumAndRecord = [](loom::Comm& comm, After& after) {
+    double v = 1;
+    comm.allReduce(&v, &v, 1, loomSum);
+    after = {v, comm.rank(), comm.size(), comm.epoch()};
+  };
   std::atomic<int> founder{0};  // 1: communicator formed, 2: its init failed
   std::atomic<bool> joinerGone{false};
 
@@ -407,12 +416,7 @@ TEST_CASE("the C++ layer: join, pendingPeers, update, epoch", "[capi][membership
       pendingSeen = comm.pendingPeers();
       if (pendingSeen != 1) return;
       comm.update();
-      double v = 1;
-      comm.allReduce(&v, &v, 1, loomSum);
-      founderSum = v;
-      founderRank = comm.rank();
-      founderSize = comm.size();
-      founderEpoch = comm.epoch();
+      sumAndRecord(comm, founderAfter);
     } catch (const std::exception& e) {
       founderError = e.what();
       int formed = 0;
@@ -424,12 +428,7 @@ TEST_CASE("the C++ layer: join, pendingPeers, update, epoch", "[capi][membership
       if (!waitUntil([&] { return founder.load() != 0; }, 20) || founder.load() != 1)
         throw std::runtime_error("the founder did not form the communicator");
       loom::Comm comm = loom::Comm::join(address, &config);
-      double v = 1;
-      comm.allReduce(&v, &v, 1, loomSum);
-      joinerSum = v;
-      joinerRank = comm.rank();
-      joinerSize = comm.size();
-      joinerEpoch = comm.epoch();
+      sumAndRecord(comm, joinerAfter);
     } catch (const std::exception& e) {
       joinerError = e.what();
     }
@@ -442,12 +441,12 @@ TEST_CASE("the C++ layer: join, pendingPeers, update, epoch", "[capi][membership
   CHECK(founderError.empty());
   CHECK(joinerError.empty());
   CHECK(pendingSeen == 1);
-  CHECK(founderSum == 2);
-  CHECK(joinerSum == 2);
-  CHECK(founderRank == 0);
-  CHECK(joinerRank == 1);
-  CHECK(founderSize == 2);
-  CHECK(joinerSize == 2);
-  CHECK(founderEpoch == 2);
-  CHECK(joinerEpoch == 2);
+  CHECK(founderAfter.sum == 2);
+  CHECK(joinerAfter.sum == 2);
+  CHECK(founderAfter.rank == 0);
+  CHECK(joinerAfter.rank == 1);
+  CHECK(founderAfter.size == 2);
+  CHECK(joinerAfter.size == 2);
+  CHECK(founderAfter.epoch == 2);
+  CHECK(joinerAfter.epoch == 2);
 }

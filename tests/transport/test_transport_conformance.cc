@@ -39,7 +39,15 @@ struct Mesh {
   Transport& operator[](size_t i) { return *ep.at(i); }
 };
 
-std::unique_ptr<Mesh> makeMesh(const std::string& name, int n, const TransportOptions& options = {}) {
+// Two streams even on loopback (the library's default there is one), so that the suite covers
+// striping and round-robin over several streams.
+TransportOptions severalStreams() {
+  TransportOptions o;
+  o.localStreamsPerPeer = 2;
+  return o;
+}
+
+std::unique_ptr<Mesh> makeMesh(const std::string& name, int n, const TransportOptions& options = severalStreams()) {
   auto mesh = std::make_unique<Mesh>();
   std::vector<std::string> addresses;
   for (int i = 0; i < n; ++i) {

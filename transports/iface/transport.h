@@ -109,7 +109,7 @@ class Transport {
 
 struct TransportOptions {
   int streamsPerPeer = 2;       // TCP streams to a peer on another host
-  int localStreamsPerPeer = 2;  // ... and to one on this host (same host part in the address, or both loopback)
+  int localStreamsPerPeer = 1;  // ... and to one on this host (same host part in the address, or both loopback)
   std::string listenHost = "127.0.0.1";
   uint64_t commId = 0;
   uint64_t epoch = 0;

@@ -78,18 +78,16 @@ Status TcpTransport::connect(int rank, const std::vector<std::string>& addresses
   size_ = static_cast<int>(addresses.size());
   peers_.resize(size_);
   for (int p = 0; p < size_; ++p) peers_[p].address = addresses[p];
-  for (int p = 0; p < size_; ++p) {
-    peers_[p].streams.assign(p == rank_ ? 0 : streamsTo(p), nullptr);
-  }
+  for (int p = 0; p < size_; ++p) peers_[p].streams.assign(p == rank_ ? 0 : streamsTo(p), nullptr);
   connecting_ = true;
   // Lower ranks accept, higher ranks connect: each pair has one owner of the set-up.
   for (int p = 0; p < rank_; ++p) {
-    for (int s = 0; s < streamsTo(p); ++s) {
+    for (size_t s = 0; s < peers_[p].streams.size(); ++s) {
       auto fd = connectTo(addresses[p], deadline);
       if (!fd) return makeError(fd.error().code(), "connecting to rank {}: {}", p, fd.error().message());
       auto stream = std::make_unique<Stream>(*this, *fd, Stream::Role::Connected);
       stream->peer = p;
-      stream->index = s;
+      stream->index = static_cast<int>(s);
       wire::Header h{.type = wire::Type::PeerHello, .commId = options_.commId, .epoch = options_.epoch};
       auto frame = wire::encode(h, wire::PeerHello{static_cast<uint32_t>(LOOM_VERSION_CODE), rank_,
                                                     static_cast<uint32_t>(size_), static_cast<uint32_t>(s)});

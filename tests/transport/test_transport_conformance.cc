@@ -11,6 +11,7 @@
 #include <poll.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <functional>
 #include <numeric>
@@ -301,6 +302,36 @@ TEST_CASE("a peer's shutdown fails pending receives from it with loomPeerLost na
   CAPTURE(r->status.message());
   CHECK(r->status.code() == loomPeerLost);
   CHECK(r->status.message().find("rank 2") != std::string::npos);
+}
+
+TEST_CASE("tcp: a peer that leaves with our bytes unread (a reset, not a close) is gone, not a failure",
+          "[transport][tcp]") {
+  auto mesh = makeMesh("tcp", 3);
+  // Rank 2 never reads what rank 0 sends it, as a rank that exits right after its last operation
+  // never reads a heartbeat that arrived meanwhile: its close then resets the connection.
+  const auto unread = pattern(64, 3);
+  auto s = (*mesh)[0].isend(2, unread.data(), unread.size(), tagOf(900), kSig);
+  for (const Deadline d = Deadline::afterMs(2000); !s->done() && !d.expired();) (*mesh)[0].poll();  // not rank 2
+  REQUIRE(s->done());
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the bytes reach rank 2's socket
+  (*mesh)[2].shutdown(Status(loomAborted, "rank two leaves"));
+  const auto deadline = Deadline::afterMs(200);
+  while (!deadline.expired()) (*mesh)[0].poll();  // rank 0 reads the reset
+  CHECK((*mesh)[0].health().isOk());  // nothing was pending with rank 2
+  // Transfers with the others go on.
+  const auto sent = pattern(256, 4);
+  std::vector<uint8_t> got(sent.size());
+  auto r = (*mesh)[0].irecv(1, got.data(), got.size(), tagOf(901), kSig);
+  auto s1 = (*mesh)[1].isend(0, sent.data(), sent.size(), tagOf(901), kSig);
+  REQUIRE(pollUntil(*mesh, [&] { return r->done() && s1->done(); }));
+  CHECK_FALSE(r->failed());
+  CHECK(got == sent);
+  // A later receive from the departed rank fails at once, naming it.
+  std::vector<uint8_t> never(8);
+  auto late = (*mesh)[0].irecv(2, never.data(), never.size(), tagOf(902), kSig);
+  REQUIRE(late->done());
+  CHECK(late->status.code() == loomPeerLost);
+  CHECK(late->status.message().find("rank 2") != std::string::npos);
 }
 
 TEST_CASE("sendOpError reaches every peer's takeRemoteOpErrors", "[transport]") {

@@ -85,7 +85,10 @@ bool Stream::onReadable(bool hangup) {
         continue;  // (stops if parse() put the stream on hold)
       }
     }
-    if (n == 0) {
+    // EOF, or a reset from an established peer: a process that exits with bytes of ours still
+    // unread (a heartbeat that crossed its last read) resets the connection instead of closing it.
+    // Either way its end is closed; streamClosed fails the peer only if something is pending with it.
+    if (n == 0 || (errno == ECONNRESET && established)) {
       owner_.streamClosed(*this);
       return false;
     }

@@ -52,19 +52,29 @@ uint64_t signatureOf(const Args& args) {
   return h;
 }
 
+namespace {
+
+// Forced choices win; anything else (Auto, or a broadcast-only value) selects by size: recursive
+// doubling needs log2(n) rounds of the whole vector, the ring 2(n-1) rounds of 1/n of it, so the
+// crossover is where bandwidth starts to dominate latency.
+bool allReduceUsesRing(const Args& args, const Tuning& tuning) {
+  if (tuning.allreduceAlgorithm == loomAlgoRing) return true;
+  if (tuning.allreduceAlgorithm == loomAlgoRecursiveDoubling) return false;
+  return args.count * dataTypeSize(args.dtype) > tuning.allreduceSmallBytes;
+}
+
+}  // namespace
+
+bool keepsInputItself(const Args& args, const Tuning& tuning) {
+  return args.kind == Kind::AllReduce && allReduceUsesRing(args, tuning);
+}
+
 std::unique_ptr<Operation> makeOperation(const Args& args, const Context& ctx) {
   const size_t bytes = args.count * dataTypeSize(args.dtype);
   switch (args.kind) {
-    case Kind::AllReduce: {
-      // Forced choices win; anything else (Auto, or a broadcast-only value) selects by size:
-      // recursive doubling needs log2(n) rounds of the whole vector, the ring 2(n-1) rounds of
-      // 1/n of it, so the crossover is where bandwidth starts to dominate latency.
-      const int forced = ctx.tuning.allreduceAlgorithm;
-      if (forced == loomAlgoRing) return makeRingAllReduce(args, ctx);
-      if (forced == loomAlgoRecursiveDoubling) return makeRecursiveDoublingAllReduce(args, ctx);
-      return bytes <= ctx.tuning.allreduceSmallBytes ? makeRecursiveDoublingAllReduce(args, ctx)
-                                                     : makeRingAllReduce(args, ctx);
-    }
+    case Kind::AllReduce:
+      return allReduceUsesRing(args, ctx.tuning) ? makeRingAllReduce(args, ctx)
+                                                 : makeRecursiveDoublingAllReduce(args, ctx);
     case Kind::Broadcast: {
       const int forced = ctx.tuning.broadcastAlgorithm;
       if (forced == loomAlgoChain) return makeChainBroadcast(args, ctx);

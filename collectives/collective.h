@@ -47,6 +47,10 @@ struct Context {
   Tuning tuning;
   transport::Tag base;  // op and space identify the operation; algorithms pick `step`
   uint64_t signature = 0;  // see signatureOf(); passed with every transfer
+  // In place, keep what the operation overwrites of the caller's input so that settleInput(true)
+  // can put it back (LOOM_RESTORE_INPUT). Set only where keepsInputItself() says the chosen
+  // algorithm does that; otherwise the communicator copies the whole input before it starts.
+  bool keepInput = false;
 };
 
 // Hash of (kind, count, dtype, op, root): differs when ranks disagree on the call.
@@ -63,6 +67,10 @@ class Operation {
   // In its outcome vote (withOutcomeVote): it has its result and told every peer so; only the
   // peers' votes may fail it now.
   virtual bool voting() const { return false; }
+  // Once the operation has finished (and, after a failure, been cancelled): with restore, put back
+  // every byte of the caller's input it overwrote; then free what it kept. Only operations built
+  // with ctx.keepInput keep anything.
+  virtual void settleInput(bool restore) { (void)restore; }
 };
 
 // Picks the algorithm for args (by kind, size and tuning) and builds it. Args are validated by the
@@ -70,6 +78,11 @@ class Operation {
 // send == recv; for all-gather send == recv + rank*count*elemsize; for reduce-scatter
 // recv == send + rank*count*elemsize. Send ignores recv; Recv ignores send.
 std::unique_ptr<Operation> makeOperation(const Args& args, const Context& ctx);
+
+// Whether the algorithm makeOperation picks for args keeps an in-place input itself when asked
+// (ctx.keepInput): the ring all-reduce copies each piece just before it first overwrites it, and
+// otherwise in moments it would spend waiting, instead of the whole vector before it starts.
+bool keepsInputItself(const Args& args, const Tuning& tuning);
 
 // Wraps a collective so that it succeeds on every surviving rank or on none (collectives/agreement):
 // after `inner` finishes, an empty vote goes to every peer and one is awaited from every peer

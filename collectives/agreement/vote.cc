@@ -47,6 +47,9 @@ class Vote final : public Operation {
     if (!finished_) (void)finish(why);
   }
 
+  // A vote lost after the inner operation succeeded fails it too: its input goes back all the same.
+  void settleInput(bool restore) override { inner_->settleInput(restore); }
+
  private:
   void castVotes() {
     voted_ = true;

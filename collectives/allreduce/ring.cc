@@ -24,7 +24,14 @@
 //    so a receive is posted only once the unit that used its slot before has been reduced;
 //  - an all-gather receive writes the result buffer directly, into the region that send
 //    u - (n-1)S read from, so it waits until that send has completed (matters in place).
+//
+// Keeping the input (in place, ctx.keepInput): chunk c is first overwritten by the reduction of
+// its first received segment, chunk r (sent as it is in phase 0) by its first all-gather receive,
+// so the chunks are kept in the order recvChunk(0), ..., recvChunk(n-1): each segment just before
+// its reduction (its bytes are then in cache for it) or before its receive is posted, and more
+// whenever a call to advance() finds nothing else to do.
 #include "collectives/algorithm.h"
+#include "collectives/kept_input.h"
 #include "collectives/patterns/patterns.h"
 #include "core/scratch.h"
 
@@ -41,6 +48,9 @@ using patterns::Range;
 // finds its receive posted instead of going through the transport's stash; 16 x 512 KiB segments
 // is 8 MiB of (recycled) scratch.
 constexpr size_t kInPlaceSlots = 16;
+// Input kept ahead per idle call of advance(): small enough that data arriving meanwhile waits
+// for one such copy (~20 us) at most.
+constexpr size_t kKeepAheadBytes = 256 << 10;
 
 class RingAllReduce final : public AlgorithmBase {
  public:
@@ -58,6 +68,12 @@ class RingAllReduce final : public AlgorithmBase {
     if (inPlace_) scratch_ = Scratch(kInPlaceSlots * bytesOf(slotElems_));
     next_ = patterns::ringNext(rank_, size_);
     prev_ = patterns::ringPrev(rank_, size_);
+    if (inPlace_ && ctx.keepInput) keepInputInWriteOrder();
+  }
+
+  void settleInput(bool restore) override {
+    if (restore) kept_.restore();
+    kept_.release();
   }
 
  private:
@@ -80,8 +96,31 @@ class RingAllReduce final : public AlgorithmBase {
         moved = true;
       }
       if (sends_.retired() == units_ && recvs_.retired() == units_) return Status::ok();
-      if (!moved) return Status(loomInProgress, {});
+      if (!moved) {
+        if (kept_.active()) kept_.keepAhead(kKeepAheadBytes);  // a moment that would be spent waiting
+        return Status(loomInProgress, {});
+      }
     }
+  }
+
+  void keepInputInWriteOrder() {
+    const size_t n = static_cast<size_t>(size_);
+    std::vector<KeptInput::Region> order;
+    keptIndex_.assign(n, 0);
+    for (size_t p = 0; p < n; ++p) {
+      const int c = recvChunk(p);
+      const Range r = patterns::blockRange(args_.count, n, static_cast<size_t>(c));
+      keptIndex_[static_cast<size_t>(c)] = order.size();
+      order.push_back({bytesOf(r.begin), bytesOf(r.size())});
+    }
+    kept_ = KeptInput(recvBytes(), bytesOf(args_.count), std::move(order));
+  }
+
+  // Before overwriting elements [.., r.end) of chunk c: keep its input up to there.
+  void keepUpTo(int chunk, const Range& r) {
+    if (!kept_.active()) return;
+    const Range c = patterns::blockRange(args_.count, static_cast<size_t>(size_), static_cast<size_t>(chunk));
+    kept_.keep(keptIndex_[static_cast<size_t>(chunk)], bytesOf(r.end - c.begin));
   }
 
   size_t phaseOf(size_t unit) const { return unit / segments_; }
@@ -125,6 +164,7 @@ class RingAllReduce final : public AlgorithmBase {
   void postRecvUnit(size_t unit) {
     const size_t phase = phaseOf(unit);
     const Range r = segmentRange(recvChunk(phase), segmentOfUnit(unit));
+    if (!inReduceScatter(phase)) keepUpTo(recvChunk(phase), r);
     void* dst = inReduceScatter(phase) ? static_cast<void*>(partial(unit, r)) : recvBytes(r.begin);
     recvs_.push(postRecv(prev_, dst, bytesOf(r.size()), static_cast<uint32_t>(unit)));
   }
@@ -134,6 +174,7 @@ class RingAllReduce final : public AlgorithmBase {
     if (!inReduceScatter(phase)) return;  // all-gather: the bytes already are the result
     const Range r = segmentRange(recvChunk(phase), segmentOfUnit(unit));
     if (r.size() == 0) return;
+    keepUpTo(recvChunk(phase), r);
     // result = own input OP partial of the ranks before us on the ring (fixed order).
     reduceInto(recvBytes(r.begin), sendBytes(r.begin), partial(unit, r), r.size(), args_.dtype, args_.op);
     if (args_.op == loomAvg && phase + 2 == static_cast<size_t>(size_)) {
@@ -149,6 +190,8 @@ class RingAllReduce final : public AlgorithmBase {
   int prev_ = 0;
   bool inPlace_ = false;
   Scratch scratch_;
+  KeptInput kept_;
+  std::vector<size_t> keptIndex_;  // chunk -> its index in kept_'s order
   InFlightWindow sends_;
   // Receives are posted far ahead (cheap), so data finds its receive posted and lands in place
   // rather than in the transport's stash for unexpected messages.

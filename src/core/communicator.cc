@@ -261,12 +261,23 @@ Expected<OpPtr> Communicator::start(const coll::Args& args, std::optional<uint64
   auto op = std::make_shared<OpState>();
   op->args = args;
   op->deadline = Deadline::afterMs(settings_.timeoutMs);
-  // The copy of an in-place input is taken before the engine lock: copying 256 MiB under it kept the
-  // event loop from sending heartbeats long enough for the peers to declare this rank lost.
+  coll::Context ctx;
+  ctx.tuning.segmentBytes = settings_.segmentBytes;
+  ctx.tuning.allreduceSmallBytes = settings_.allreduceSmallBytes;
+  ctx.tuning.broadcastSmallBytes = settings_.broadcastSmallBytes;
+  ctx.tuning.allreduceAlgorithm = settings_.allreduceAlgorithm;
+  ctx.tuning.broadcastAlgorithm = settings_.broadcastAlgorithm;
+  // An in-place input is kept for a failure: by the algorithm itself, piece by piece, where it can;
+  // otherwise copied whole here, before the engine lock: copying 256 MiB under it kept the event
+  // loop from sending heartbeats long enough for the peers to declare this rank lost.
   if (size_t bytes = inputToSave(args, rank_, size_); bytes > 0 && size_ > 1 && settings_.restoreInput) {
-    op->savedInput = Scratch(bytes);
-    op->savedBytes = bytes;
-    std::memcpy(op->savedInput.data(), args.send, bytes);
+    if (coll::keepsInputItself(args, ctx.tuning)) {
+      ctx.keepInput = true;
+    } else {
+      op->savedInput = Scratch(bytes);
+      op->savedBytes = bytes;
+      std::memcpy(op->savedInput.data(), args.send, bytes);
+    }
   }
   std::lock_guard<std::mutex> lock(engineMu_);
   bool p2p = args.kind == coll::Kind::Send || args.kind == coll::Kind::Recv;
@@ -296,15 +307,9 @@ Expected<OpPtr> Communicator::start(const coll::Args& args, std::optional<uint64
     transport_->sendOpError(op->tag, refused);
     return refused;
   }
-  coll::Context ctx;
   ctx.transport = transport_.get();
   ctx.rank = rank_;
   ctx.size = size_;
-  ctx.tuning.segmentBytes = settings_.segmentBytes;
-  ctx.tuning.allreduceSmallBytes = settings_.allreduceSmallBytes;
-  ctx.tuning.broadcastSmallBytes = settings_.broadcastSmallBytes;
-  ctx.tuning.allreduceAlgorithm = settings_.allreduceAlgorithm;
-  ctx.tuning.broadcastAlgorithm = settings_.broadcastAlgorithm;
   ctx.base = op->tag;
   ctx.signature = coll::signatureOf(args);
   op->algorithm = coll::makeOperation(args, ctx);
@@ -330,6 +335,7 @@ void Communicator::finishLocked(const OpPtr& op, Status status) {
     op->algorithm->cancel(status);  // nothing writes into the caller's buffers after this
     if (op->savedBytes > 0) std::memcpy(const_cast<void*>(op->args.send), op->savedInput.data(), op->savedBytes);
   }
+  op->algorithm->settleInput(!status.isOk());
   op->savedInput = Scratch();
   op->status = std::move(status);
   op->finished.store(true);

@@ -8,8 +8,10 @@
 
 #include "collectives/collective_cases.h"
 
+#include <chrono>
 #include <functional>
 #include <random>
+#include <thread>
 #include <typeinfo>
 
 namespace {
@@ -345,6 +347,61 @@ TEST_CASE("all-reduce results are bit-identical on every rank even when float ro
     for (int r = 1; r < n; ++r) {
       CAPTURE(k, r);
       CHECK(outputs[k][r] == outputs[k][0]);
+    }
+  }
+}
+
+// LOOM_RESTORE_INPUT, kept by the algorithm (ctx.keepInput): the ring keeps each piece of an
+// in-place input just before it first overwrites it. settleInput(true) must then give back the
+// exact input wherever the operation stopped, and after a completed one (which overwrote every
+// byte with the sum: the strongest case, everything must have been kept). Stopping is a cancel
+// after a number of progress calls, while the peers go on or stop at their own count.
+TEST_CASE("an in-place ring all-reduce that keeps its input gives it back exactly, wherever it stops",
+          "[collectives]") {
+  const int n = GENERATE(2, 3, 4);
+  const loomRedOp_t redOp = GENERATE(loomSum, loomAvg);
+  constexpr size_t count = 100003;  // ~100 segments of 4 KiB per chunk
+  for (int stopAfter : {0, 1, 4, 20, 80, -1}) {  // progress calls before the cancel; -1: to the end
+    CAPTURE(n, redOp, stopAfter);
+    LocalWorld world(n);
+    std::vector<std::string> errors(n);
+    world.run([&](int rank) {
+      std::vector<float> input(count);
+      for (size_t i = 0; i < count; ++i) input[i] = static_cast<float>((i * 7 + static_cast<size_t>(rank) * 13) % 1000);
+      std::vector<float> buf = input;
+      coll::Args args{.kind = Kind::AllReduce, .send = buf.data(), .recv = buf.data(), .count = count,
+                      .dtype = loomFloat32, .op = redOp};
+      coll::Context ctx = contextFor(world, rank, args, 100 + static_cast<uint64_t>(stopAfter + 1),
+                                     tuningFor(Kind::AllReduce, "allreduce/ring", 4096));
+      ctx.keepInput = true;
+      auto op = coll::makeOperation(args, ctx);
+      if (stopAfter < 0) {
+        Status s = RankDriver(world.transport(rank)).runOne(*op, ctx.base, Deadline::afterMs(30000));
+        if (!s.isOk()) {
+          errors[rank] = "failed: " + s.toString();
+          return;
+        }
+        for (size_t i = 0; i < count && errors[rank].empty(); ++i) {
+          float sum = 0;  // small integers: exact in any order
+          for (int r = 0; r < n; ++r) sum += static_cast<float>((i * 7 + static_cast<size_t>(r) * 13) % 1000);
+          const float expected = redOp == loomAvg ? sum / static_cast<float>(n) : sum;
+          if (buf[i] != expected) errors[rank] = fmt::format("result [{}] = {}, expected {}", i, buf[i], expected);
+        }
+      } else {
+        for (int k = 0; k < stopAfter; ++k) {
+          world.transport(rank).poll();
+          if (op->progress().code() != loomInProgress) break;
+          std::this_thread::sleep_for(std::chrono::microseconds(50));
+        }
+        op->cancel(Status(loomAborted, "the test stops it here"));
+      }
+      op->settleInput(true);
+      for (size_t i = 0; i < count && errors[rank].empty(); ++i)
+        if (buf[i] != input[i]) errors[rank] = fmt::format("input [{}] = {} after the restore, was {}", i, buf[i], input[i]);
+    });
+    for (int r = 0; r < n; ++r) {
+      CAPTURE(r);
+      CHECK(errors[r] == "");
     }
   }
 }

@@ -38,6 +38,9 @@ struct Tuning {
   size_t broadcastSmallBytes = 64 << 10;
   int allreduceAlgorithm = loomAlgoAuto;
   int broadcastAlgorithm = loomAlgoAuto;
+  // Kept input (Context::keepInput) copied ahead per call of an algorithm that finds nothing else
+  // to do; 0 keeps only just before each write (tests use that to check the write points alone).
+  size_t keepAheadBytes = 256 << 10;
 };
 
 struct Context {

@@ -48,9 +48,6 @@ using patterns::Range;
 // finds its receive posted instead of going through the transport's stash; 16 x 512 KiB segments
 // is 8 MiB of (recycled) scratch.
 constexpr size_t kInPlaceSlots = 16;
-// Input kept ahead per idle call of advance(): small enough that data arriving meanwhile waits
-// for one such copy (~20 us) at most.
-constexpr size_t kKeepAheadBytes = 256 << 10;
 
 class RingAllReduce final : public AlgorithmBase {
  public:
@@ -97,7 +94,9 @@ class RingAllReduce final : public AlgorithmBase {
       }
       if (sends_.retired() == units_ && recvs_.retired() == units_) return Status::ok();
       if (!moved) {
-        if (kept_.active()) kept_.keepAhead(kKeepAheadBytes);  // a moment that would be spent waiting
+        // A moment that would be spent waiting. Small pieces (tuning: 256 KiB, ~20 us): data
+        // that arrives meanwhile waits for one piece at most.
+        if (kept_.active() && ctx_.tuning.keepAheadBytes) kept_.keepAhead(ctx_.tuning.keepAheadBytes);
         return Status(loomInProgress, {});
       }
     }

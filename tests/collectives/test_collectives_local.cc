@@ -356,13 +356,16 @@ TEST_CASE("all-reduce results are bit-identical on every rank even when float ro
 // exact input wherever the operation stopped, and after a completed one (which overwrote every
 // byte with the sum: the strongest case, everything must have been kept). Stopping is a cancel
 // after a number of progress calls, while the peers go on or stop at their own count.
+// With keep-ahead off only the keeps at the write points protect the input, so a write point
+// that does not keep first fails the run to the end deterministically.
 TEST_CASE("an in-place ring all-reduce that keeps its input gives it back exactly, wherever it stops",
           "[collectives]") {
   const int n = GENERATE(2, 3, 4);
   const loomRedOp_t redOp = GENERATE(loomSum, loomAvg);
-  constexpr size_t count = 100003;  // ~100 segments of 4 KiB per chunk
+  const size_t keepAhead = GENERATE(size_t{0}, size_t{4096});
+  const size_t count = GENERATE(size_t{100003}, size_t{3});  // ~100 segments of 4 KiB per chunk; fewer than n
   for (int stopAfter : {0, 1, 4, 20, 80, -1}) {  // progress calls before the cancel; -1: to the end
-    CAPTURE(n, redOp, stopAfter);
+    CAPTURE(n, redOp, keepAhead, count, stopAfter);
     LocalWorld world(n);
     std::vector<std::string> errors(n);
     world.run([&](int rank) {
@@ -371,8 +374,9 @@ TEST_CASE("an in-place ring all-reduce that keeps its input gives it back exactl
       std::vector<float> buf = input;
       coll::Args args{.kind = Kind::AllReduce, .send = buf.data(), .recv = buf.data(), .count = count,
                       .dtype = loomFloat32, .op = redOp};
-      coll::Context ctx = contextFor(world, rank, args, 100 + static_cast<uint64_t>(stopAfter + 1),
-                                     tuningFor(Kind::AllReduce, "allreduce/ring", 4096));
+      coll::Tuning tuning = tuningFor(Kind::AllReduce, "allreduce/ring", 4096);
+      tuning.keepAheadBytes = keepAhead;
+      coll::Context ctx = contextFor(world, rank, args, 100 + static_cast<uint64_t>(stopAfter + 1), tuning);
       ctx.keepInput = true;
       auto op = coll::makeOperation(args, ctx);
       if (stopAfter < 0) {

@@ -61,6 +61,7 @@ bool Stream::onReadable(bool hangup) {
         Incoming* in = target_;
         if (fragLeft_ == 0) fragmentDone();
         owner_.incomingProgress(peer, in, static_cast<size_t>(n));
+        if (static_cast<size_t>(n) < len && !hungUp_) return fd_ >= 0;  // drained (see below)
         continue;
       }
     } else {
@@ -82,6 +83,10 @@ bool Stream::onReadable(bool hangup) {
         owner_.heardFrom(peer);
         inEnd_ += static_cast<size_t>(n);
         if (!parse()) return false;
+        // A short read drained the socket: stop here instead of asking again only to hear EAGAIN
+        // (a syscall per wake-up, a tenth of a 4 KiB broadcast). epoll is level-triggered, so
+        // bytes that arrive meanwhile are reported by the next poll. A hung-up peer is read to EOF.
+        if (static_cast<size_t>(n) < want && !hungUp_) return fd_ >= 0;
         continue;  // (stops if parse() put the stream on hold)
       }
     }
@@ -254,6 +259,9 @@ bool Stream::flush() {
       return false;
     }
     size_t left = static_cast<size_t>(written);
+    size_t offered = 0;
+    for (int i = 0; i < n; ++i) offered += iov[i].iov_len;
+    const bool full = left < offered;  // the kernel took less than offered: its buffer is full
     while (left > 0 || (!outq.empty() && outq.front().sent == outq.front().total())) {
       OutFrame& f = outq.front();
       size_t take = std::min(left, f.total() - f.sent);
@@ -264,6 +272,11 @@ bool Stream::flush() {
       outq.pop_front();
       if (send && --send->fragmentsLeft == 0 && !send->transfer->done())
         send->transfer->state.store(transport::Transfer::Done, std::memory_order_release);
+    }
+    // Another sendmsg now would only hear EAGAIN: wait for EPOLLOUT instead.
+    if (full && !outq.empty()) {
+      if (!writeArmed) owner_.armWrite(*this, true);
+      return fd_ >= 0;
     }
   }
   if (writeArmed && outq.empty()) owner_.armWrite(*this, false);

@@ -35,21 +35,19 @@ class KeptInput {
 
   bool active() const { return input_ != nullptr; }
 
-  // Keep region i (index into the order) up to `end` bytes from its start.
+  // Keep region i (index into the order) up to byte `end` of the vector (not past the region).
   void keep(size_t i, size_t end) {
     const Region& r = order_[i];
-    end = std::min(end, r.size);
-    if (kept_[i] >= end) return;
-    copyStreaming(copy_.data() + r.begin + kept_[i], input_ + r.begin + kept_[i], end - kept_[i]);
-    kept_[i] = end;
+    const size_t upTo = std::min(end, r.begin + r.size) - std::min(end, r.begin);
+    if (kept_[i] >= upTo) return;
+    copyStreaming(copy_.data() + r.begin + kept_[i], input_ + r.begin + kept_[i], upTo - kept_[i]);
+    kept_[i] = upTo;
   }
 
-  // Keep up to `maxBytes` more, first region first. False when everything is kept.
-  bool keepAhead(size_t maxBytes) {
+  // Keep up to `maxBytes` more, first region first (nothing once everything is kept).
+  void keepAhead(size_t maxBytes) {
     while (next_ < order_.size() && kept_[next_] == order_[next_].size) ++next_;
-    if (next_ == order_.size()) return false;
-    keep(next_, kept_[next_] + maxBytes);
-    return true;
+    if (next_ < order_.size()) keep(next_, order_[next_].begin + kept_[next_] + maxBytes);
   }
 
   void restore() const {

@@ -102,24 +102,23 @@ class RingAllReduce final : public AlgorithmBase {
     }
   }
 
+  // Region p of the kept input is chunk recvChunk(p): the order in which the chunks are first
+  // overwritten.
   void keepInputInWriteOrder() {
     const size_t n = static_cast<size_t>(size_);
     std::vector<KeptInput::Region> order;
-    keptIndex_.assign(n, 0);
     for (size_t p = 0; p < n; ++p) {
-      const int c = recvChunk(p);
-      const Range r = patterns::blockRange(args_.count, n, static_cast<size_t>(c));
-      keptIndex_[static_cast<size_t>(c)] = order.size();
+      const Range r = patterns::blockRange(args_.count, n, static_cast<size_t>(recvChunk(p)));
       order.push_back({bytesOf(r.begin), bytesOf(r.size())});
     }
     kept_ = KeptInput(recvBytes(), bytesOf(args_.count), std::move(order));
   }
 
-  // Before overwriting elements [.., r.end) of chunk c: keep its input up to there.
+  // Before overwriting elements [.., r.end) of chunk c: keep its input up to there. Chunk c is
+  // recvChunk(p) for p = (rank - 1 - c) mod n.
   void keepUpTo(int chunk, const Range& r) {
     if (!kept_.active()) return;
-    const Range c = patterns::blockRange(args_.count, static_cast<size_t>(size_), static_cast<size_t>(chunk));
-    kept_.keep(keptIndex_[static_cast<size_t>(chunk)], bytesOf(r.end - c.begin));
+    kept_.keep(static_cast<size_t>(patterns::wrapRank(int64_t(rank_) - 1 - chunk, size_)), bytesOf(r.end));
   }
 
   size_t phaseOf(size_t unit) const { return unit / segments_; }
@@ -190,7 +189,6 @@ class RingAllReduce final : public AlgorithmBase {
   bool inPlace_ = false;
   Scratch scratch_;
   KeptInput kept_;
-  std::vector<size_t> keptIndex_;  // chunk -> its index in kept_'s order
   InFlightWindow sends_;
   // Receives are posted far ahead (cheap), so data finds its receive posted and lands in place
   // rather than in the transport's stash for unexpected messages.

@@ -14,8 +14,6 @@ namespace loom::tcp {
 
 namespace {
 constexpr size_t kInBufferBytes = 64 << 10;
-// A payload at least this large is read straight into its destination, bypassing the buffer.
-constexpr size_t kDirectReadBytes = 16 << 10;
 constexpr int kMaxIov = 64;
 }  // namespace
 

@@ -22,6 +22,10 @@ constexpr size_t kStripeAlign = 4096;
 // Unexpected bytes (messages whose receive is not posted yet) buffered per peer before its streams
 // stop being read. One message is always taken, however large, so a lone big one cannot stall.
 constexpr uint64_t kMaxStashedBytesPerPeer = 32 << 20;
+// How long a message may wait in the socket for its receive while this rank awaits nothing from
+// its sender (mustHold). Long enough for a rank to get from one operation to the next, also
+// descheduled on an oversubscribed host; short enough that a different issue order only costs it.
+constexpr auto kIdleHoldLimit = std::chrono::milliseconds(2);
 }  // namespace
 
 TcpTransport::TcpTransport(const transport::TransportOptions& options) : options_(options), discard_(64 << 10) {
@@ -402,6 +406,7 @@ TransferPtr TcpTransport::irecv(int peer, void* buf, size_t bytes, Tag tag, uint
     return failed(peers_[peer].closed);
   }
   in.recv = t;
+  peers_[peer].idleHoldSince = {};  // this rank moved on: a message it holds may wait afresh
   if (peers_[peer].hasHeld) releaseHolds(peer);
   in.userBuf = static_cast<uint8_t*>(buf);
   in.expectedBytes = bytes;
@@ -457,10 +462,38 @@ Incoming* TcpTransport::incomingFor(int peer, const wire::DataHeader& d, size_t 
 }
 
 bool TcpTransport::mustHold(int peer, const wire::DataHeader& d) {
-  const Peer& p = peers_[peer];
-  if (p.stashedBytes == 0 || p.stashedBytes + d.totalBytes <= kMaxStashedBytesPerPeer) return false;
+  Peer& p = peers_[peer];
   auto it = p.incoming.find(Tag{d.tagOp, d.tagSpace, d.tagStep});
-  return it == p.incoming.end() || (!it->second.recv && !it->second.arrived);  // new and unexpected
+  if (it != p.incoming.end() && (it->second.recv || it->second.arrived)) return false;  // expected, or begun
+  if (p.stashedBytes != 0 && p.stashedBytes + d.totalBytes > kMaxStashedBytesPerPeer) {
+    p.idleHoldSince = {};  // held for the stash bound, not for an idle receiver
+    return true;
+  }
+  // Early, while this rank awaits nothing from the peer (a broadcast root or a ring neighbour one
+  // operation ahead): leave it in the socket, so once its receive is posted it is read straight
+  // into place instead of into the stash and copied again. Bounded in time: a peer blocked on this
+  // send while this rank waits for a third one (operations issued in another order) must not wait.
+  // Small messages pass through the stream's buffer anyway: for them a hold saves less than its
+  // two epoll_ctl calls and the wake-up when reading resumes.
+  if (d.totalBytes < kDirectReadBytes || awaitsMessage(p)) return false;
+  const auto now = std::chrono::steady_clock::now();
+  if (p.idleHoldSince == TimePoint{}) p.idleHoldSince = now;
+  return now - p.idleHoldSince < kIdleHoldLimit;
+}
+
+bool TcpTransport::awaitsMessage(const Peer& p) {
+  for (const auto& [tag, in] : p.incoming)
+    if (in.recv && !in.arrived) return true;
+  return false;
+}
+
+void TcpTransport::releaseExpiredHolds() {
+  const auto now = std::chrono::steady_clock::now();
+  for (int p = 0; p < size_; ++p) {
+    const Peer& peer = peers_[p];
+    if (peer.hasHeld && peer.idleHoldSince != TimePoint{} && now - peer.idleHoldSince >= kIdleHoldLimit)
+      releaseHolds(p);  // the streams re-check: past the limit, their message goes to the stash
+  }
 }
 
 void TcpTransport::heardFrom(int peer) {
@@ -497,12 +530,15 @@ void TcpTransport::checkLiveness() {
 }
 
 void TcpTransport::holdStream(Stream& s) {
-  peers_[s.peer].hasHeld = true;
+  Peer& p = peers_[s.peer];
+  if (!p.hasHeld) ++heldPeers_;
+  p.hasHeld = true;
   setReading(s, false);
 }
 
 void TcpTransport::releaseHolds(int peer) {
   Peer& p = peers_[peer];
+  if (p.hasHeld) --heldPeers_;
   p.hasHeld = false;
   for (Stream* s : p.streams) {
     if (!s || !s->held) continue;
@@ -596,6 +632,7 @@ std::vector<transport::RemoteOpError> TcpTransport::takeRemoteOpErrors() { retur
 bool TcpTransport::poll() {
   if (epollFd_ < 0) return false;
   bool moved = false;
+  if (holdsIdle()) releaseExpiredHolds();
   while (!resumed_.empty()) {
     Stream* s = resumed_.back();
     resumed_.pop_back();

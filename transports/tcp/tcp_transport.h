@@ -24,6 +24,10 @@ using transport::Tag;
 using transport::TagHash;
 using transport::TransferPtr;
 
+// A payload at least this large is read straight into its destination, bypassing the stream's
+// buffer; only such messages are worth leaving in the socket until their receive is posted.
+inline constexpr size_t kDirectReadBytes = 16 << 10;
+
 // A message from one peer, matched by tag. It may arrive before or after its receive is posted.
 struct Incoming {
   Tag tag;                   // its key in the peer's map
@@ -147,6 +151,7 @@ class TcpTransport final : public transport::Transport {
   size_t discardBytes() const { return discard_.size(); }
 
  private:
+  using TimePoint = std::chrono::steady_clock::time_point;
   struct Peer {
     std::string address;
     std::vector<Stream*> streams;  // index = stream number, null until established
@@ -157,10 +162,12 @@ class TcpTransport final : public transport::Transport {
     uint64_t receivedMessages = 0;  // completed receives, named in errors about this peer
     uint64_t stashedBytes = 0;      // of messages that arrived before their receive (flow control)
     bool hasHeld = false;           // some stream of this peer is held
+    TimePoint idleHoldSince{};      // first hold while this rank awaited nothing from it (mustHold)
     std::chrono::steady_clock::time_point lastHeard;  // liveness (checkLiveness)
     Status closed;  // set once every stream saw EOF: the peer left (or crashed)
   };
   bool hasPendingWith(int peer) const;
+  static bool awaitsMessage(const Peer& p);  // a receive from it is posted and nothing has arrived for it
 
   void acceptAll();
   void addToEpoll(int fd, Stream* s);
@@ -175,6 +182,8 @@ class TcpTransport final : public transport::Transport {
   void fail(const TransferPtr& t, const Status& why);
   void finishIncoming(int peer, Tag tag, Incoming& in);
   void releaseHolds(int peer);  // a receive was posted or a stash freed: held streams may go on
+  void releaseExpiredHolds();    // idle holds past kIdleHoldLimit
+  bool holdsIdle() const { return heldPeers_ > 0; }
   void queueFrame(int peer, size_t stream, OutFrame&& frame);
   bool allEstablished() const;
   int streamsTo(int peer) const;  // streams per pair: local or remote count (both ends agree)
@@ -192,6 +201,7 @@ class TcpTransport final : public transport::Transport {
   std::vector<transport::PeerFailure> failures_;
   void recordFailure(transport::PeerFailure f);  // once per rank
   void recordLoss(int peer, const Status& why);  // seen here: its address and last sequence are known
+  int heldPeers_ = 0;             // peers with hasHeld
   std::vector<Stream*> resumed_;  // holds lifted: poll() parses what they already buffered
   std::vector<uint8_t> discard_;
   struct {

@@ -6,6 +6,7 @@
 #include "transports/tcp/socket.h"
 
 #include <sys/epoll.h>
+#include <sys/timerfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -26,10 +27,26 @@ constexpr uint64_t kMaxStashedBytesPerPeer = 32 << 20;
 // its sender (mustHold). Long enough for a rank to get from one operation to the next, also
 // descheduled on an oversubscribed host; short enough that a different issue order only costs it.
 constexpr auto kIdleHoldLimit = std::chrono::milliseconds(2);
+// An idle rank (nothing posted, nobody polling) takes held messages into the stash after at most
+// this long: a timer makes its epoll set readable. Longer than kIdleHoldLimit, since a rank that
+// is driving an operation checks at every poll anyway; this only bounds how long a sender waits
+// on an idle receiver, without waking the event loop every 2 ms while holds come and go.
+constexpr auto kIdleHoldTimer = std::chrono::milliseconds(20);
+// The epoll data of the hold timer (the others are streams, or null for the listening socket).
+char holdTimerMark;
 }  // namespace
 
 TcpTransport::TcpTransport(const transport::TransportOptions& options) : options_(options), discard_(64 << 10) {
   epollFd_ = epoll_create1(EPOLL_CLOEXEC);
+  // Wakes whoever watches this epoll set once an idle hold may have expired, so a held message
+  // reaches the stash (and its sender's operation completes) even if this rank stays idle.
+  holdTimerFd_ = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  if (epollFd_ >= 0 && holdTimerFd_ >= 0) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.ptr = &holdTimerMark;
+    epoll_ctl(epollFd_, EPOLL_CTL_ADD, holdTimerFd_, &ev);
+  }
 }
 
 TcpTransport::~TcpTransport() {
@@ -37,6 +54,7 @@ TcpTransport::~TcpTransport() {
             stats_.stashedMessages, stats_.receivedMessages, stats_.stashedBytes, stats_.receivedBytes);
   shutdown(makeError(loomAborted, "transport destroyed"));
   closeFd(epollFd_);
+  closeFd(holdTimerFd_);
 }
 
 std::string TcpTransport::peerName(int peer) const {
@@ -478,7 +496,16 @@ bool TcpTransport::mustHold(int peer, const wire::DataHeader& d) {
   if (d.totalBytes < kDirectReadBytes || awaitsMessage(p)) return false;
   const auto now = std::chrono::steady_clock::now();
   if (p.idleHoldSince == TimePoint{}) p.idleHoldSince = now;
-  return now - p.idleHoldSince < kIdleHoldLimit;
+  if (now - p.idleHoldSince >= kIdleHoldLimit) return false;
+  armHoldTimer();
+  return true;
+}
+
+void TcpTransport::armHoldTimer() {
+  if (holdTimerArmed_ || holdTimerFd_ < 0) return;
+  itimerspec when{};
+  when.it_value.tv_nsec = std::chrono::duration_cast<std::chrono::nanoseconds>(kIdleHoldTimer).count();
+  holdTimerArmed_ = timerfd_settime(holdTimerFd_, 0, &when, nullptr) == 0;
 }
 
 bool TcpTransport::awaitsMessage(const Peer& p) {
@@ -489,11 +516,16 @@ bool TcpTransport::awaitsMessage(const Peer& p) {
 
 void TcpTransport::releaseExpiredHolds() {
   const auto now = std::chrono::steady_clock::now();
+  bool waiting = false;  // idle holds not yet expired
   for (int p = 0; p < size_; ++p) {
     const Peer& peer = peers_[p];
-    if (peer.hasHeld && peer.idleHoldSince != TimePoint{} && now - peer.idleHoldSince >= kIdleHoldLimit)
+    if (!peer.hasHeld || peer.idleHoldSince == TimePoint{}) continue;
+    if (now - peer.idleHoldSince >= kIdleHoldLimit)
       releaseHolds(p);  // the streams re-check: past the limit, their message goes to the stash
+    else
+      waiting = true;
   }
+  if (waiting) armHoldTimer();
 }
 
 void TcpTransport::heardFrom(int peer) {
@@ -642,6 +674,14 @@ bool TcpTransport::poll() {
   epoll_event events[64];
   int n = epoll_wait(epollFd_, events, 64, 0);
   for (int i = 0; i < n; ++i) {
+    if (events[i].data.ptr == &holdTimerMark) {
+      uint64_t expirations;
+      [[maybe_unused]] ssize_t r = ::read(holdTimerFd_, &expirations, sizeof expirations);
+      holdTimerArmed_ = false;
+      if (holdsIdle()) releaseExpiredHolds();
+      moved = true;
+      continue;
+    }
     auto* s = static_cast<Stream*>(events[i].data.ptr);
     if (!s) {
       acceptAll();

@@ -183,6 +183,7 @@ class TcpTransport final : public transport::Transport {
   void finishIncoming(int peer, Tag tag, Incoming& in);
   void releaseHolds(int peer);  // a receive was posted or a stash freed: held streams may go on
   void releaseExpiredHolds();    // idle holds past kIdleHoldLimit
+  void armHoldTimer();           // fires once the oldest idle hold may have expired
   bool holdsIdle() const { return heldPeers_ > 0; }
   void queueFrame(int peer, size_t stream, OutFrame&& frame);
   bool allEstablished() const;
@@ -202,6 +203,8 @@ class TcpTransport final : public transport::Transport {
   void recordFailure(transport::PeerFailure f);  // once per rank
   void recordLoss(int peer, const Status& why);  // seen here: its address and last sequence are known
   int heldPeers_ = 0;             // peers with hasHeld
+  int holdTimerFd_ = -1;
+  bool holdTimerArmed_ = false;
   std::vector<Stream*> resumed_;  // holds lifted: poll() parses what they already buffered
   std::vector<uint8_t> discard_;
   struct {

@@ -289,12 +289,10 @@ class Launcher {
       coordinator_ = server->address();
       std::random_device rd;
       commId_ = (static_cast<uint64_t>(rd()) << 32 | rd()) | 1;  // never 0, which means "unset"
-      if (args_.elastic)
-        std::fprintf(stderr,
-                     "loomrun: elastic job: coordinator %s, communicator id %llu (add ranks with: loomrun --add K "
-                     "--coordinator %s --comm-id %llu -- PROGRAM)\n",
-                     coordinator_.c_str(), static_cast<unsigned long long>(commId_), coordinator_.c_str(),
-                     static_cast<unsigned long long>(commId_));
+      // How to add ranks is printed once the job's communicator runs (loop()): a rank added
+      // before that would be refused ("not running").
+      server_ = server.get();
+      hintPending_ = args_.elastic;
     }
     nextLabel_ = args_.n;
     for (int r = 0; r < args_.n; ++r) {
@@ -305,6 +303,7 @@ class Launcher {
       }
     }
     loop();
+    server_ = nullptr;
     if (server) server->stop();
     if (args_.elastic && exitCode_ == 0 && succeeded_ == 0) exitCode_ = 1;  // nobody finished the job
     return exitCode_;
@@ -522,6 +521,14 @@ class Launcher {
     char buf[65536];
     for (;;) {
       const auto now = Clock::now();
+      if (hintPending_ && server_->communicatorsStarted() > 0) {
+        hintPending_ = false;
+        std::fprintf(stderr,
+                     "loomrun: elastic job: coordinator %s, communicator id %llu (add ranks with: loomrun --add K "
+                     "--coordinator %s --comm-id %llu -- PROGRAM)\n",
+                     coordinator_.c_str(), static_cast<unsigned long long>(commId_), coordinator_.c_str(),
+                     static_cast<unsigned long long>(commId_));
+      }
       if (deadline && now >= *deadline) {
         deadline.reset();
         if (!shuttingDown_) {
@@ -545,6 +552,7 @@ class Launcher {
       for (const auto& t : {deadline, killAt_, drainUntil})
         if (t) next = std::min(next, *t);
       if (drainUntil) next = std::min(next, now + std::chrono::milliseconds(50));  // re-check strays
+      if (hintPending_) next = std::min(next, now + std::chrono::milliseconds(20));  // has the job started?
       const int waitMs = next == Clock::time_point::max()
                              ? -1
                              : static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(next - now).count());
@@ -585,6 +593,8 @@ class Launcher {
   int sigFd_ = -1;
   std::string coordinator_;
   uint64_t commId_ = 0;
+  loom::coord::Server* server_ = nullptr;  // the embedded coordinator, while loop() runs
+  bool hintPending_ = false;               // the elastic job's "add ranks with" line, not printed yet
   std::vector<Rank> ranks_;
   std::vector<Stream> streams_;
   std::string program_;

@@ -26,6 +26,7 @@
 #include <deque>
 #include <future>
 #include <mutex>
+#include <atomic>
 #include <thread>
 #include <unordered_map>
 
@@ -86,6 +87,7 @@ class ServerImpl final : public Server {
   void run();
   std::string address() const override { return address_; }
   void stop() override;
+  uint64_t communicatorsStarted() const override { return started_.load(); }
 
  private:
   awaitable<void> acceptLoop();
@@ -114,6 +116,7 @@ class ServerImpl final : public Server {
   PeerId nextPeer_ = 1;
   uint64_t nextSeq_ = 1;  // over every frame sent, so each connection sees an increasing seq
   bool stopping_ = false;
+  std::atomic<uint64_t> started_{0};  // communicatorsStarted(), read from other threads
   std::string address_;
   std::mutex stopMutex_;
   std::thread thread_;
@@ -294,6 +297,7 @@ Status ServerImpl::onJoin(const ConnPtr& c, const wire::Header& h, std::span<con
     if (auto it = conns_.find(peer); it != conns_.end())
       send(it->second, wire::encode(header(wire::Type::JoinAccept, rv.commId, rv.epoch), accept));
   info("communicator {:#x}: all {} ranks joined, epoch {}", rv.commId, rv.accepts.size(), rv.epoch);
+  started_.fetch_add(1);
   if (registry_.pendingJoiners(rv.commId).first > 0) tellPending(rv.commId);  // joiners came early
   return Status::ok();
 }

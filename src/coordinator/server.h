@@ -28,6 +28,9 @@ class Server {
   virtual std::string address() const = 0;
   // Stops serving and joins the thread. Idempotent; the destructor calls it.
   virtual void stop() = 0;
+  // How many communicators have completed their first rendezvous here (any thread): from then on
+  // a rank can join them (a running communicator; before, such a join is refused).
+  virtual uint64_t communicatorsStarted() const = 0;
 };
 
 }  // namespace loom::coord

@@ -23,10 +23,10 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <deque>
 #include <future>
 #include <mutex>
-#include <atomic>
 #include <thread>
 #include <unordered_map>
 

@@ -6,8 +6,8 @@
 #include "transports/tcp/socket.h"
 
 #include <sys/epoll.h>
-#include <sys/timerfd.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <algorithm>

@@ -233,7 +233,9 @@ bool Stream::flush() {
   while (fd_ >= 0 && !outq.empty()) {
     iovec iov[kMaxIov];
     int n = 0;
+    size_t offered = 0;
     for (auto it = outq.begin(); it != outq.end() && n + 2 <= kMaxIov; ++it) {
+      offered += it->total() - it->sent;
       size_t off = it->sent;
       if (off < it->prefixLen) {
         iov[n++] = {it->prefix + off, it->prefixLen - off};
@@ -257,8 +259,6 @@ bool Stream::flush() {
       return false;
     }
     size_t left = static_cast<size_t>(written);
-    size_t offered = 0;
-    for (int i = 0; i < n; ++i) offered += iov[i].iov_len;
     const bool full = left < offered;  // the kernel took less than offered: its buffer is full
     while (left > 0 || (!outq.empty() && outq.front().sent == outq.front().total())) {
       OutFrame& f = outq.front();

@@ -496,16 +496,16 @@ bool TcpTransport::mustHold(int peer, const wire::DataHeader& d) {
   if (d.totalBytes < kDirectReadBytes || awaitsMessage(p)) return false;
   const auto now = std::chrono::steady_clock::now();
   if (p.idleHoldSince == TimePoint{}) p.idleHoldSince = now;
-  if (now - p.idleHoldSince >= kIdleHoldLimit) return false;
-  armHoldTimer();
-  return true;
+  // Without a running timer nothing would end the hold of an idle rank: then no hold at all.
+  return now - p.idleHoldSince < kIdleHoldLimit && armHoldTimer();
 }
 
-void TcpTransport::armHoldTimer() {
-  if (holdTimerArmed_ || holdTimerFd_ < 0) return;
+bool TcpTransport::armHoldTimer() {
+  if (holdTimerArmed_ || holdTimerFd_ < 0) return holdTimerArmed_;
   itimerspec when{};
   when.it_value.tv_nsec = std::chrono::duration_cast<std::chrono::nanoseconds>(kIdleHoldTimer).count();
   holdTimerArmed_ = timerfd_settime(holdTimerFd_, 0, &when, nullptr) == 0;
+  return holdTimerArmed_;
 }
 
 bool TcpTransport::awaitsMessage(const Peer& p) {
@@ -562,15 +562,12 @@ void TcpTransport::checkLiveness() {
 }
 
 void TcpTransport::holdStream(Stream& s) {
-  Peer& p = peers_[s.peer];
-  if (!p.hasHeld) ++heldPeers_;
-  p.hasHeld = true;
+  peers_[s.peer].hasHeld = true;
   setReading(s, false);
 }
 
 void TcpTransport::releaseHolds(int peer) {
   Peer& p = peers_[peer];
-  if (p.hasHeld) --heldPeers_;
   p.hasHeld = false;
   for (Stream* s : p.streams) {
     if (!s || !s->held) continue;
@@ -664,7 +661,7 @@ std::vector<transport::RemoteOpError> TcpTransport::takeRemoteOpErrors() { retur
 bool TcpTransport::poll() {
   if (epollFd_ < 0) return false;
   bool moved = false;
-  if (holdsIdle()) releaseExpiredHolds();
+  if (holdTimerArmed_) releaseExpiredHolds();  // armed: an idle hold may be waiting
   while (!resumed_.empty()) {
     Stream* s = resumed_.back();
     resumed_.pop_back();
@@ -678,7 +675,7 @@ bool TcpTransport::poll() {
       uint64_t expirations;
       [[maybe_unused]] ssize_t r = ::read(holdTimerFd_, &expirations, sizeof expirations);
       holdTimerArmed_ = false;
-      if (holdsIdle()) releaseExpiredHolds();
+      releaseExpiredHolds();  // and re-arms while holds still wait
       moved = true;
       continue;
     }

@@ -183,8 +183,9 @@ class TcpTransport final : public transport::Transport {
   void finishIncoming(int peer, Tag tag, Incoming& in);
   void releaseHolds(int peer);  // a receive was posted or a stash freed: held streams may go on
   void releaseExpiredHolds();    // idle holds past kIdleHoldLimit
-  void armHoldTimer();           // fires once the oldest idle hold may have expired
-  bool holdsIdle() const { return heldPeers_ > 0; }
+  // Armed whenever an idle hold may be waiting; fires once it may have expired. False if it
+  // cannot run (no timerfd): then nothing is held for an idle receiver.
+  bool armHoldTimer();
   void queueFrame(int peer, size_t stream, OutFrame&& frame);
   bool allEstablished() const;
   int streamsTo(int peer) const;  // streams per pair: local or remote count (both ends agree)
@@ -202,7 +203,6 @@ class TcpTransport final : public transport::Transport {
   std::vector<transport::PeerFailure> failures_;
   void recordFailure(transport::PeerFailure f);  // once per rank
   void recordLoss(int peer, const Status& why);  // seen here: its address and last sequence are known
-  int heldPeers_ = 0;             // peers with hasHeld
   int holdTimerFd_ = -1;
   bool holdTimerArmed_ = false;
   std::vector<Stream*> resumed_;  // holds lifted: poll() parses what they already buffered

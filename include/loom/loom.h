@@ -257,7 +257,11 @@ LOOM_API loomResult_t loomRecv(void* recvbuff, size_t count, loomDataType_t data
 
 /* ---- asynchronous operations ----------------------------------------------------------
  * Matched across ranks by `tag`, not by issue order: every rank must use the same tag for
- * the same operation, and tags of operations in flight at once must differ.
+ * the same operation, and tags of operations in flight at once must differ. A tag may be
+ * reused once its operation is done. The communicator remembers how often each tag value was
+ * used (a few dozen bytes per distinct value, until the next membership change), so a
+ * long-running job should cycle through a bounded set of tags (like Gloo's slots) rather
+ * than take a new value for every call.
  */
 LOOM_API loomResult_t loomAllReduceAsync(const void* sendbuff, void* recvbuff, size_t count,
                                           loomDataType_t datatype, loomRedOp_t op, uint64_t tag, loomComm_t comm,

@@ -23,6 +23,7 @@ inline constexpr size_t kReceiveWindow = 64;
 
 std::unique_ptr<Operation> makeRingAllReduce(const Args& args, const Context& ctx);
 std::unique_ptr<Operation> makeRecursiveDoublingAllReduce(const Args& args, const Context& ctx);
+std::unique_ptr<Operation> makeHalvingDoublingAllReduce(const Args& args, const Context& ctx);  // p = 2^k
 std::unique_ptr<Operation> makeChainBroadcast(const Args& args, const Context& ctx);
 std::unique_ptr<Operation> makeTreeBroadcast(const Args& args, const Context& ctx);
 std::unique_ptr<Operation> makeChainReduce(const Args& args, const Context& ctx);

@@ -54,27 +54,51 @@ uint64_t signatureOf(const Args& args) {
 
 namespace {
 
+enum class AllReduceAlgorithm { Ring, RecursiveDoubling, HalvingDoubling };
+
+// Halving-doubling between these sizes, in worlds of 4, 8, 16, ... ranks: 2 log2(p) steps instead
+// of the ring's 2(p-1) pay off where a vector is too large for recursive doubling and too small
+// for the ring's segments to overlap much. Measured with 4 ranks on 2 cores (bench/RESULTS.md,
+// session 7): 1 MiB 1.10 against 0.98 GB/s out of place, 2 MiB 0.82 against 0.74, level at
+// 512 KiB and 4 MiB; from 16 MiB the ring's pipelining wins (0.64 against 0.49).
+constexpr size_t kHalvingDoublingAboveBytes = 512 << 10;
+constexpr size_t kHalvingDoublingUpToBytes = 4 << 20;
+
 // Forced choices win; anything else (Auto, or a broadcast-only value) selects by size: recursive
 // doubling needs log2(n) rounds of the whole vector, the ring 2(n-1) rounds of 1/n of it, so the
-// crossover is where bandwidth starts to dominate latency.
-bool allReduceUsesRing(const Args& args, const Tuning& tuning) {
-  if (tuning.allreduceAlgorithm == loomAlgoRing) return true;
-  if (tuning.allreduceAlgorithm == loomAlgoRecursiveDoubling) return false;
-  return args.count * dataTypeSize(args.dtype) > tuning.allreduceSmallBytes;
+// crossover is where bandwidth starts to dominate latency; halving-doubling sits between them
+// (above). It needs a power of two: forced on another world, the ring runs.
+AllReduceAlgorithm allReduceAlgorithm(const Args& args, const Tuning& tuning, int worldSize) {
+  const bool powerOfTwo = (worldSize & (worldSize - 1)) == 0;
+  switch (tuning.allreduceAlgorithm) {
+    case loomAlgoRing: return AllReduceAlgorithm::Ring;
+    case loomAlgoRecursiveDoubling: return AllReduceAlgorithm::RecursiveDoubling;
+    case loomAlgoHalvingDoubling: return powerOfTwo ? AllReduceAlgorithm::HalvingDoubling : AllReduceAlgorithm::Ring;
+    default: break;
+  }
+  const size_t bytes = args.count * dataTypeSize(args.dtype);
+  if (bytes <= tuning.allreduceSmallBytes) return AllReduceAlgorithm::RecursiveDoubling;
+  if (powerOfTwo && worldSize >= 4 && bytes > kHalvingDoublingAboveBytes && bytes <= kHalvingDoublingUpToBytes)
+    return AllReduceAlgorithm::HalvingDoubling;
+  return AllReduceAlgorithm::Ring;
 }
 
 }  // namespace
 
-bool keepsInputItself(const Args& args, const Tuning& tuning) {
-  return args.kind == Kind::AllReduce && allReduceUsesRing(args, tuning);
+bool keepsInputItself(const Args& args, const Tuning& tuning, int worldSize) {
+  return args.kind == Kind::AllReduce && allReduceAlgorithm(args, tuning, worldSize) == AllReduceAlgorithm::Ring;
 }
 
 std::unique_ptr<Operation> makeOperation(const Args& args, const Context& ctx) {
   const size_t bytes = args.count * dataTypeSize(args.dtype);
   switch (args.kind) {
     case Kind::AllReduce:
-      return allReduceUsesRing(args, ctx.tuning) ? makeRingAllReduce(args, ctx)
-                                                 : makeRecursiveDoublingAllReduce(args, ctx);
+      switch (allReduceAlgorithm(args, ctx.tuning, ctx.size)) {
+        case AllReduceAlgorithm::Ring: return makeRingAllReduce(args, ctx);
+        case AllReduceAlgorithm::RecursiveDoubling: return makeRecursiveDoublingAllReduce(args, ctx);
+        case AllReduceAlgorithm::HalvingDoubling: return makeHalvingDoublingAllReduce(args, ctx);
+      }
+      return nullptr;
     case Kind::Broadcast: {
       const int forced = ctx.tuning.broadcastAlgorithm;
       if (forced == loomAlgoChain) return makeChainBroadcast(args, ctx);

@@ -85,7 +85,7 @@ std::unique_ptr<Operation> makeOperation(const Args& args, const Context& ctx);
 // Whether the algorithm makeOperation picks for args keeps an in-place input itself when asked
 // (ctx.keepInput): the ring all-reduce copies each piece just before it first overwrites it, and
 // otherwise in moments it would spend waiting, instead of the whole vector before it starts.
-bool keepsInputItself(const Args& args, const Tuning& tuning);
+bool keepsInputItself(const Args& args, const Tuning& tuning, int worldSize);
 
 // Wraps a collective so that it succeeds on every surviving rank or on none (collectives/agreement):
 // after `inner` finishes, an empty vote goes to every peer and one is awaited from every peer

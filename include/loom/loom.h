@@ -86,7 +86,8 @@ typedef enum {
   loomAlgoRing = 1,             /* all-reduce: pipelined ring (reduce-scatter + all-gather) */
   loomAlgoRecursiveDoubling = 2,/* all-reduce: latency-optimal, with non-power-of-two fix-up */
   loomAlgoChain = 3,            /* broadcast: pipelined chain */
-  loomAlgoTree = 4              /* broadcast: binomial tree */
+  loomAlgoTree = 4,             /* broadcast: binomial tree */
+  loomAlgoHalvingDoubling = 5   /* all-reduce: Rabenseifner (power-of-two worlds; the ring otherwise) */
 } loomAlgorithm_t;
 
 typedef struct loomComm* loomComm_t;

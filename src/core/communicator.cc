@@ -271,7 +271,7 @@ Expected<OpPtr> Communicator::start(const coll::Args& args, std::optional<uint64
   // otherwise copied whole here, before the engine lock: copying 256 MiB under it kept the event
   // loop from sending heartbeats long enough for the peers to declare this rank lost.
   if (size_t bytes = inputToSave(args, rank_, size_); bytes > 0 && size_ > 1 && settings_.restoreInput) {
-    if (coll::keepsInputItself(args, ctx.tuning)) {
+    if (coll::keepsInputItself(args, ctx.tuning, size_)) {
       ctx.keepInput = true;
     } else {
       op->savedInput = Scratch(bytes);

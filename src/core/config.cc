@@ -25,7 +25,8 @@ const std::vector<SettingInfo>& settingRegistry() {
       {"LOOM_SEGMENT_BYTES", "512K", "pipelining segment of ring and chain algorithms"},
       {"LOOM_ALLREDUCE_SMALL_BYTES", "64K", "all-reduce up to this size uses recursive doubling, above it the ring"},
       {"LOOM_BROADCAST_SMALL_BYTES", "64K", "broadcast up to this size uses a binomial tree, above it a chain"},
-      {"LOOM_ALLREDUCE_ALGO", "auto", "force all-reduce algorithm: auto, ring, rd (recursive doubling)"},
+      {"LOOM_ALLREDUCE_ALGO", "auto", "force all-reduce algorithm: auto, ring, rd (recursive doubling), hd (halving-doubling; power-of-two worlds, the "
+       "ring otherwise)"},
       {"LOOM_BROADCAST_ALGO", "auto", "force broadcast algorithm: auto, chain, tree"},
       {"LOOM_SPIN_US", "50", "a waiting caller drives progress itself this long before yielding, then blocks"},
       {"LOOM_SPIN_YIELD", "auto",
@@ -128,7 +129,8 @@ Status pickSize(size_t field, const char* fieldName, const char* env, uint64_t l
 
 Status pickAlgorithm(int field, const char* fieldName, const char* env, bool allreduce, int& out) {
   if (field != 0) {
-    bool ok = allreduce ? (field == loomAlgoRing || field == loomAlgoRecursiveDoubling)
+    bool ok = allreduce ? (field == loomAlgoRing || field == loomAlgoRecursiveDoubling ||
+                           field == loomAlgoHalvingDoubling)
                         : (field == loomAlgoChain || field == loomAlgoTree);
     if (!ok) return makeError(loomInvalidArgument, "{} = {} is not a valid {} algorithm", fieldName, field,
                               allreduce ? "all-reduce" : "broadcast");
@@ -139,11 +141,12 @@ Status pickAlgorithm(int field, const char* fieldName, const char* env, bool all
   if (text.empty() || text == "auto") out = loomAlgoAuto;
   else if (allreduce && text == "ring") out = loomAlgoRing;
   else if (allreduce && (text == "rd" || text == "recursive_doubling")) out = loomAlgoRecursiveDoubling;
+  else if (allreduce && (text == "hd" || text == "halving_doubling")) out = loomAlgoHalvingDoubling;
   else if (!allreduce && text == "chain") out = loomAlgoChain;
   else if (!allreduce && text == "tree") out = loomAlgoTree;
   else
     return makeError(loomInvalidArgument, "{}='{}' is not one of {}", env, text,
-                     allreduce ? "auto, ring, rd" : "auto, chain, tree");
+                     allreduce ? "auto, ring, rd, hd" : "auto, chain, tree");
   return Status::ok();
 }
 

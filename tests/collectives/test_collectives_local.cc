@@ -49,6 +49,7 @@ coll::Tuning tuningFor(Kind kind, const char* algorithm, size_t segmentBytes) {
   const std::string a = algorithm;
   if (a == "allreduce/ring") t.allreduceAlgorithm = loomAlgoRing;
   if (a == "allreduce/recursive_doubling") t.allreduceAlgorithm = loomAlgoRecursiveDoubling;
+  if (a == "allreduce/halving_doubling") t.allreduceAlgorithm = loomAlgoHalvingDoubling;
   if (a == "broadcast/chain") t.broadcastAlgorithm = loomAlgoChain;
   if (a == "broadcast/tree") t.broadcastAlgorithm = loomAlgoTree;
   // Reduce has no forcing knob: it follows the broadcast threshold.
@@ -62,6 +63,7 @@ const std::vector<loomDataType_t> kTypes = {loomInt8,    loomUint8,    loomInt32
 const std::vector<loomRedOp_t> kOps = {loomSum, loomProd, loomMin, loomMax, loomAvg};
 const std::vector<std::pair<Kind, const char*>> kReductions = {{Kind::AllReduce, "allreduce/ring"},
                                                                {Kind::AllReduce, "allreduce/recursive_doubling"},
+                                                               {Kind::AllReduce, "allreduce/halving_doubling"},
                                                                {Kind::Reduce, "reduce/chain"},
                                                                {Kind::Reduce, "reduce/tree"},
                                                                {Kind::ReduceScatter, "reducescatter/ring"}};
@@ -142,13 +144,13 @@ TEST_CASE("every collective, algorithm, datatype and op gives the exact result o
 }
 
 TEST_CASE("makeOperation picks algorithms by size unless one is forced", "[collectives]") {
-  auto pick = [](Kind kind, size_t count, coll::Tuning tuning) {
+  auto pick = [](Kind kind, size_t count, coll::Tuning tuning, int size = 4) {
     coll::Args args;
     args.kind = kind;
     args.count = count;
     args.dtype = loomFloat32;
     coll::Context ctx;  // constructors post nothing, so no transport is needed
-    ctx.size = 4;
+    ctx.size = size;
     ctx.tuning = tuning;
     auto op = coll::makeOperation(args, ctx);
     REQUIRE(op);
@@ -159,6 +161,14 @@ TEST_CASE("makeOperation picks algorithms by size unless one is forced", "[colle
   coll::Tuning t;  // 64 KiB thresholds
   CHECK(has(pick(Kind::AllReduce, 16 << 10, t), "RecursiveDoubling"));  // exactly 64 KiB
   CHECK(has(pick(Kind::AllReduce, (16 << 10) + 1, t), "RingAllReduce"));
+  // Halving-doubling above 512 KiB up to 4 MiB, in power-of-two worlds of 4 and more.
+  CHECK(has(pick(Kind::AllReduce, 128 << 10, t), "RingAllReduce"));
+  CHECK(has(pick(Kind::AllReduce, (128 << 10) + 1, t), "HalvingDoubling"));
+  CHECK(has(pick(Kind::AllReduce, 1 << 20, t), "HalvingDoubling"));
+  CHECK(has(pick(Kind::AllReduce, (1 << 20) + 1, t), "RingAllReduce"));
+  CHECK(has(pick(Kind::AllReduce, 1 << 18, t, 8), "HalvingDoubling"));
+  CHECK(has(pick(Kind::AllReduce, 1 << 18, t, 2), "RingAllReduce"));
+  CHECK(has(pick(Kind::AllReduce, 1 << 18, t, 6), "RingAllReduce"));
   CHECK(has(pick(Kind::Broadcast, 16 << 10, t), "TreeBroadcast"));
   CHECK(has(pick(Kind::Broadcast, (16 << 10) + 1, t), "ChainBroadcast"));
   CHECK(has(pick(Kind::Reduce, 16 << 10, t), "TreeReduce"));
@@ -176,8 +186,12 @@ TEST_CASE("makeOperation picks algorithms by size unless one is forced", "[colle
   forced.broadcastAlgorithm = loomAlgoTree;
   CHECK(has(pick(Kind::AllReduce, 1 << 20, forced), "RecursiveDoubling"));
   CHECK(has(pick(Kind::Broadcast, 1 << 20, forced), "TreeBroadcast"));
+  forced.allreduceAlgorithm = loomAlgoHalvingDoubling;
+  CHECK(has(pick(Kind::AllReduce, 1, forced), "HalvingDoubling"));
+  CHECK(has(pick(Kind::AllReduce, 1, forced, 8), "HalvingDoubling"));
+  CHECK(has(pick(Kind::AllReduce, 1, forced, 3), "RingAllReduce"));  // needs a power of two
   forced.allreduceAlgorithm = loomAlgoTree;  // not an all-reduce algorithm: Auto
-  CHECK(has(pick(Kind::AllReduce, 1 << 20, forced), "RingAllReduce"));
+  CHECK(has(pick(Kind::AllReduce, 1 << 22, forced), "RingAllReduce"));
 }
 
 TEST_CASE("signatures are equal for the same call and differ when any field that matters differs",
@@ -273,6 +287,7 @@ TEST_CASE("a count that differs across ranks fails the operation everywhere inst
   constexpr int n = 4;
   const std::pair<Kind, const char*> which = GENERATE(
       std::make_pair(Kind::AllReduce, "allreduce/ring"), std::make_pair(Kind::AllReduce, "allreduce/recursive_doubling"),
+      std::make_pair(Kind::AllReduce, "allreduce/halving_doubling"),
       std::make_pair(Kind::Broadcast, "broadcast/chain"), std::make_pair(Kind::Broadcast, "broadcast/tree"),
       std::make_pair(Kind::Reduce, "reduce/chain"), std::make_pair(Kind::Reduce, "reduce/tree"),
       std::make_pair(Kind::AllGather, "allgather/ring"), std::make_pair(Kind::ReduceScatter, "reducescatter/ring"));
@@ -308,7 +323,7 @@ TEST_CASE("a count that differs across ranks fails the operation everywhere inst
 TEST_CASE("all-reduce results are bit-identical on every rank even when float rounding depends on order",
           "[collectives]") {
   const int n = GENERATE(3, 5, 8);
-  const char* algorithm = GENERATE("allreduce/ring", "allreduce/recursive_doubling");
+  const char* algorithm = GENERATE("allreduce/ring", "allreduce/recursive_doubling", "allreduce/halving_doubling");
   const loomDataType_t dtype = GENERATE(loomFloat16, loomBfloat16, loomFloat32, loomFloat64);
   CAPTURE(n, algorithm, dtype);
   LocalWorld world(n);

@@ -62,9 +62,13 @@ void AlgorithmBase::copyIfDistinct(void* dst, const void* src, size_t elems) con
   if (dst != src && elems > 0) std::memmove(dst, src, bytesOf(elems));
 }
 
-void AlgorithmBase::reduceAlone() const {
+bool AlgorithmBase::reducedTrivially() const {
+  if (args_.count == 0) return true;
+  if (size_ != 1) return false;
+  // A world of one: the result is the input (avg divides by 1).
   copyIfDistinct(args_.recv, args_.send, args_.count);
   if (args_.op == loomAvg) reduceFinalizeAvg(args_.recv, args_.count, args_.dtype, 1);
+  return true;
 }
 
 Status retireFinished(InFlightWindow& window, bool& moved) {

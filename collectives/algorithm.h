@@ -57,8 +57,9 @@ class AlgorithmBase : public Operation {
   uint8_t* recvBytes(size_t elemOffset = 0) const { return static_cast<uint8_t*>(args_.recv) + bytesOf(elemOffset); }
   // world == 1 (and the root's own copy in broadcast): recv = send unless they are the same buffer.
   void copyIfDistinct(void* dst, const void* src, size_t elems) const;
-  // A reduction on a world of one: the result is the input (avg divides by 1).
-  void reduceAlone() const;
+  // A reduction with nothing to exchange: an empty vector, or a world of one (the result is then
+  // the input). True when it is complete.
+  bool reducedTrivially() const;
 
   Args args_;
   Context ctx_;

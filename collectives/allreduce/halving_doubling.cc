@@ -43,11 +43,7 @@ class HalvingDoublingAllReduce final : public AlgorithmBase {
 
  private:
   Status advance() override {
-    if (args_.count == 0) return Status::ok();
-    if (size_ == 1) {
-      reduceAlone();
-      return Status::ok();
-    }
+    if (reducedTrivially()) return Status::ok();
     for (;;) {
       if (!send_) {
         if (step_ == 2 * steps_) return Status::ok();

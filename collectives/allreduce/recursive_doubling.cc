@@ -46,11 +46,7 @@ class RecursiveDoublingAllReduce final : public AlgorithmBase {
   size_t bytes() const { return bytesOf(args_.count); }
 
   Status advance() override {
-    if (args_.count == 0) return Status::ok();
-    if (size_ == 1) {
-      reduceAlone();
-      return Status::ok();
-    }
+    if (reducedTrivially()) return Status::ok();
     for (;;) {
       Status s = step();
       if (s.code() != loomInProgress || !moved_) return s;

@@ -44,11 +44,7 @@ class TreeReduce final : public AlgorithmBase {
 
  private:
   Status advance() override {
-    if (args_.count == 0) return Status::ok();
-    if (size_ == 1) {
-      reduceAlone();
-      return Status::ok();
-    }
+    if (reducedTrivially()) return Status::ok();
     const size_t nchildren = children_.size();
     for (;;) {
       bool moved = false;

@@ -41,11 +41,7 @@ class RingReduceScatter final : public AlgorithmBase {
 
  private:
   Status advance() override {
-    if (args_.count == 0) return Status::ok();
-    if (size_ == 1) {
-      reduceAlone();
-      return Status::ok();
-    }
+    if (reducedTrivially()) return Status::ok();
     for (;;) {
       bool moved = false;
       LOOM_RETURN_IF_ERROR(retireFinished(sends_, moved));

@@ -23,7 +23,9 @@ const std::vector<SettingInfo>& settingRegistry() {
        "TCP streams per pair of ranks on the same host (loopback: more streams add syscalls and wake-ups, not "
        "bandwidth) (1..16)"},
       {"LOOM_SEGMENT_BYTES", "512K", "pipelining segment of ring and chain algorithms"},
-      {"LOOM_ALLREDUCE_SMALL_BYTES", "64K", "all-reduce up to this size uses recursive doubling, above it the ring"},
+      {"LOOM_ALLREDUCE_SMALL_BYTES", "64K",
+       "all-reduce up to this size uses recursive doubling, above it the ring (halving-doubling above 512K up to 4M in "
+       "worlds of 4, 8, 16, ... ranks)"},
       {"LOOM_BROADCAST_SMALL_BYTES", "64K", "broadcast up to this size uses a binomial tree, above it a chain"},
       {"LOOM_ALLREDUCE_ALGO", "auto", "force all-reduce algorithm: auto, ring, rd (recursive doubling), hd (halving-doubling; power-of-two worlds, the "
        "ring otherwise)"},

@@ -151,7 +151,10 @@ class Bench {
     requests_.clear();
     const Call call{send, recv, c.param, type, op, o_.root, rank_, nranks_, comm_, o_.blocking != 0, nextTag_,
                     &requests_};
-    nextTag_ += 65536;  // every rank issues the same sequence, so tags agree without talking
+    // Every rank issues the same sequence, so tags agree without talking. The calls are waited one
+    // by one, so a few tags cycled suffice, as loom.h advises: a new tag per call would grow the
+    // communicator's per-tag generation map by one entry a call, a cost no real caller pays.
+    nextTag_ = kFirstTag + (nextTag_ - kFirstTag + kTagStride) % (kTagStride * kTagsCycled);
     const char* api = "start";
     if (loomResult_t r = coll_.start(call, &api); r != loomSuccess) fatal(api, r);
     const int waitMs = o_.timeoutSec > 0 ? o_.timeoutSec * 1000 : LOOM_WAIT_FOREVER;
@@ -244,7 +247,8 @@ class Bench {
   size_t sendBytes_ = 0, recvBytes_ = 0;
   Buffer send_, recv_;
   std::vector<loomRequest_t> requests_;
-  uint64_t nextTag_ = 1u << 16;
+  static constexpr uint64_t kFirstTag = 1u << 16, kTagStride = 1u << 16, kTagsCycled = 8;
+  uint64_t nextTag_ = kFirstTag;
   uint64_t checkRun_ = 0;
   int64_t failedChecks_ = 0;
   double busBwSum_ = 0;

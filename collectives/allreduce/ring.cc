@@ -28,8 +28,8 @@
 // Keeping the input (in place, ctx.keepInput): chunk c is first overwritten by the reduction of
 // its first received segment, chunk r (sent as it is in phase 0) by its first all-gather receive,
 // so the chunks are kept in the order recvChunk(0), ..., recvChunk(n-1): each segment just before
-// its reduction (its bytes are then in cache for it) or before its receive is posted, and more
-// whenever a call to advance() finds nothing else to do.
+// its reduction (its bytes are then in cache for it), chunk r's just before its phase-0 send (in
+// cache for the kernel's copy), and more whenever a call to advance() finds nothing else to do.
 #include "collectives/algorithm.h"
 #include "collectives/kept_input.h"
 #include "collectives/patterns/patterns.h"
@@ -150,7 +150,10 @@ class RingAllReduce final : public AlgorithmBase {
   void postSendUnit(size_t unit) {
     const size_t phase = phaseOf(unit);
     const Range r = segmentRange(sendChunk(phase), segmentOfUnit(unit));
-    // Phase 0 sends this rank's own input; later phases forward what was received before.
+    // Phase 0 sends this rank's own input; later phases forward what was received before. In
+    // place, keep that input now: the kernel's copy into the socket then reads it from cache (kept
+    // only before the all-gather overwrites it, it was read from memory a second time).
+    if (phase == 0) keepUpTo(sendChunk(0), r);
     const void* src = phase == 0 ? static_cast<const void*>(sendBytes(r.begin)) : recvBytes(r.begin);
     sends_.push(postSend(next_, src, bytesOf(r.size()), static_cast<uint32_t>(unit)));
   }

@@ -161,7 +161,8 @@ class RingAllReduce final : public AlgorithmBase {
   void postRecvUnit(size_t unit) {
     const size_t phase = phaseOf(unit);
     const Range r = segmentRange(recvChunk(phase), segmentOfUnit(unit));
-    if (!inReduceScatter(phase)) keepUpTo(recvChunk(phase), r);
+    // An all-gather receive needs no keep of its own: the only chunk it overwrites first is this
+    // rank's own, whose segment was kept when its phase-0 send was posted (recvReady waits for it).
     void* dst = inReduceScatter(phase) ? static_cast<void*>(partial(unit, r)) : recvBytes(r.begin);
     recvs_.push(postRecv(prev_, dst, bytesOf(r.size()), static_cast<uint32_t>(unit)));
   }

@@ -27,8 +27,9 @@ const std::vector<SettingInfo>& settingRegistry() {
        "all-reduce up to this size uses recursive doubling, above it the ring (halving-doubling above 512K up to 4M in "
        "worlds of 4, 8, 16, ... ranks)"},
       {"LOOM_BROADCAST_SMALL_BYTES", "64K", "broadcast up to this size uses a binomial tree, above it a chain"},
-      {"LOOM_ALLREDUCE_ALGO", "auto", "force all-reduce algorithm: auto, ring, rd (recursive doubling), hd (halving-doubling; power-of-two worlds, the "
-       "ring otherwise)"},
+      {"LOOM_ALLREDUCE_ALGO", "auto",
+       "force all-reduce algorithm: auto, ring, rd (recursive doubling), hd (halving-doubling; power-of-two worlds, "
+       "the ring otherwise)"},
       {"LOOM_BROADCAST_ALGO", "auto", "force broadcast algorithm: auto, chain, tree"},
       {"LOOM_SPIN_US", "50", "a waiting caller drives progress itself this long before yielding, then blocks"},
       {"LOOM_SPIN_YIELD", "auto",

@@ -124,7 +124,7 @@ class Communicator {
   Status quorum() const;  // loomBelowQuorum when fewer members than LOOM_MIN_WORLD remain
   Status enterNextEpoch(std::vector<int> suspects, Deadline deadline);
   Deadline meshDeadline(Deadline outer) const;
-  bool progressLocked();  // engineMu_ held; true if anything moved
+  bool progressLocked(bool pollFirst = true);  // engineMu_ held; true if anything moved
   Status driveUntilDone(const OpPtr& op, Deadline deadline);
   void finishLocked(const OpPtr& op, Status status);
   void notifyWaiters();

@@ -30,9 +30,8 @@ class TreeBroadcast final : public AlgorithmBase {
     const int vrank = patterns::toRelative(rank_, args_.root, size_);
     isRoot_ = vrank == 0;
     parent_ = isRoot_ ? -1 : patterns::fromRelative(patterns::binomialParent(vrank), args_.root, size_);
-    for (int child : patterns::binomialChildren(vrank, size_)) {
-      children_.push_back(patterns::fromRelative(child, args_.root, size_));
-    }
+    children_ = patterns::binomialChildren(vrank, size_);
+    for (int& child : children_) child = patterns::fromRelative(child, args_.root, size_);
     segments_ = patterns::segmentCount(args_.count, ctx_.tuning.segmentBytes, elemSize(), 1);
     sendUnits_ = segments_ * children_.size();
   }

@@ -394,22 +394,24 @@ bool Communicator::progressLocked(bool pollFirst) {
         moved = true;
       }
     }
-    for (auto& op : std::vector<OpPtr>(active_)) {
+    // By index, not over a copy (an allocation per round): finishing an operation removes only
+    // that one from active_, so the next one then sits at the same index.
+    for (size_t i = 0; i < active_.size();) {
+      const OpPtr op = active_[i];
       Status s = op->algorithm->progress();
       if (s.code() == loomInProgress) {
-        if (op->deadline.expired()) {
-          Status why = makeError(loomTimeout, "{} (tag {}) did not finish within {} ms (LOOM_TIMEOUT_MS)",
-                                 coll::kindName(op->args.kind), op->tag.op, settings_.timeoutMs);
-          transport_->sendOpError(op->tag, why);
-          finishLocked(op, why);
-          moved = true;
+        if (!op->deadline.expired()) {
+          ++i;
+          continue;
         }
-        continue;
+        s = makeError(loomTimeout, "{} (tag {}) did not finish within {} ms (LOOM_TIMEOUT_MS)",
+                      coll::kindName(op->args.kind), op->tag.op, settings_.timeoutMs);
       }
       // A mismatch found here must reach the peers, or they would wait for this rank forever.
       if (!s.isOk() && s.code() != loomRemoteError) transport_->sendOpError(op->tag, s);
       finishLocked(op, std::move(s));
       moved = true;
+      if (i < active_.size() && active_[i] == op) ++i;  // (not removed: never, but never loop on it)
     }
     movedAny |= moved;
     // Nothing in flight: no need to poll again. What arrives meanwhile wakes the loop thread (it

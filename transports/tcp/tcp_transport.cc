@@ -363,30 +363,29 @@ TransferPtr TcpTransport::isend(int peer, const void* buf, size_t bytes, Tag tag
   size_t per = (bytes / fragments + kStripeAlign - 1) / kStripeAlign * kStripeAlign;
   auto state = std::make_shared<SendState>();
   state->transfer = t;
-  state->fragmentsLeft = 0;
+  // Counted before the first frame is queued: queueFrame may send it, and the send completes
+  // when the last fragment has gone.
+  const size_t count = fragments == 1 ? 1 : std::min(fragments, (bytes + per - 1) / per);
+  state->fragmentsLeft = static_cast<int>(count);
   size_t first = fragments == 1 ? (p.nextStream++ % nstreams) : 0;
-  std::vector<std::pair<size_t, OutFrame>> frames;
-  for (size_t i = 0, offset = 0; i < fragments && (offset < bytes || i == 0); ++i) {
-    size_t len = std::min(per, bytes - offset);
-    if (fragments == 1) len = bytes;
+  const uint64_t seq = p.sentMessages++;
+  for (size_t i = 0, offset = 0; i < count; ++i) {
+    size_t len = fragments == 1 ? bytes : std::min(per, bytes - offset);
     OutFrame f;
     wire::Header h{.type = wire::Type::Data,
                    .payloadBytes = static_cast<uint32_t>(wire::kDataHeaderBytes + len),
                    .commId = options_.commId,
                    .epoch = options_.epoch,
-                   .seq = p.sentMessages};
+                   .seq = seq};
     wire::DataHeader d{tag.op, tag.space, tag.step, signature, bytes, offset};
     wire::encodeDataPrefix(h, d, f.prefix);
     f.prefixLen = wire::kDataPrefixBytes;
     f.data = static_cast<const uint8_t*>(buf) + offset;
     f.dataLen = len;
     f.send = state;
-    frames.emplace_back((first + i) % nstreams, std::move(f));
+    queueFrame(peer, (first + i) % nstreams, std::move(f));
     offset += len;
   }
-  state->fragmentsLeft = static_cast<int>(frames.size());
-  ++p.sentMessages;
-  for (auto& [s, f] : frames) queueFrame(peer, s, std::move(f));
   return t;
 }
 

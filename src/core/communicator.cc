@@ -28,6 +28,8 @@ constexpr int kBlockSliceMs = 50;
 // short enough that its timers (ticks, peer heartbeats) run on time. The caller wakes it early
 // when it stops driving.
 constexpr int kStandAsideMs = 20;
+// How long one progressLocked() may keep the engine lock, at most (see there).
+constexpr auto kMaxProgressTime = std::chrono::milliseconds(5);
 // A reconnection attempt to a lost coordinator blocks the loop thread at most this long (refused at
 // once when nothing listens; a host that does not answer costs the whole of it, once a heartbeat).
 constexpr int kReconnectMs = 200;
@@ -133,8 +135,7 @@ Expected<std::unique_ptr<Communicator>> Communicator::create(int nranks, int ran
     connected = comm->enterNextEpoch({}, Deadline::afterMs(int64_t(settings.updateTimeoutMs) + settings.connectTimeoutMs));
   LOOM_RETURN_IF_ERROR(connected);
   comm->loop_ = std::make_unique<EventLoop>(*comm);
-  comm->loop_->start(m.rank, m.heartbeatMs > 0 ? m.heartbeatMs : settings.heartbeatMs,
-                     settings.peerTimeoutMs > 0 ? std::max(settings.peerTimeoutMs / 4, 10) : 0);
+  comm->loop_->start(m.rank, m.heartbeatMs > 0 ? m.heartbeatMs : settings.heartbeatMs, comm->livenessIntervalMs());
   log::info(log::Subsys::Init, "communicator {} ready: rank {} of {} (epoch {}), transport {}, waiters {}",
             settings.commId, m.rank, m.size, m.epoch, settings.transport,
             comm->spinYield_ ? "yield while spinning" : "spin");
@@ -364,7 +365,12 @@ void Communicator::failAllLocked(const Status& why) {
 
 bool Communicator::progressLocked(bool pollFirst) {
   bool movedAny = false;
-  for (int round = 0; round < 64; ++round) {
+  // Bounded in rounds and in time: a round can move tens of MiB (a ring's window of received
+  // segments, reduced and kept), and 64 of them held the engine lock for over a second, during
+  // which neither heartbeats went out nor the loop's timers ran (4 ranks, 256 MiB: peers declared
+  // a busy rank lost at the default 2000 ms timeout). The holder comes straight back if need be.
+  const auto until = Clock::now() + kMaxProgressTime;
+  for (int round = 0; round < 64 && (round == 0 || Clock::now() < until); ++round) {
     bool polled = round > 0 || pollFirst;
     bool moved = polled && transport_->poll();
     for (auto& e : transport_->takeRemoteOpErrors()) {
@@ -456,6 +462,7 @@ Status Communicator::driveUntilDone(const OpPtr& op, Deadline deadline) {
   while (!op->finished.load()) {
     if (engineMu_.try_lock()) {
       bool moved = progressLocked();
+      if (livenessDue_ != Clock::time_point{} && Clock::now() >= livenessDue_) livenessLocked();
       engineMu_.unlock();
       if (op->finished.load()) break;
       if (moved) {  // bytes are flowing: keep driving rather than hand over to the loop thread
@@ -595,11 +602,28 @@ std::vector<transport::PeerFailure> Communicator::failures() {
   return transport_->failures();
 }
 
-void Communicator::onLiveness() {
-  std::lock_guard<std::mutex> lock(engineMu_);
+int Communicator::livenessIntervalMs() const {
+  return settings_.peerTimeoutMs > 0 ? std::max(settings_.peerTimeoutMs / 4, 10) : 0;
+}
+
+void Communicator::livenessLocked() {
   progressLocked();  // read what has arrived first: a rank that was itself stopped must not blame its peers
   transport_->checkLiveness();
   if (!transport_->health().isOk()) progressLocked();  // fails what is in flight, naming the silent peer
+  livenessDue_ = Clock::now() + std::chrono::milliseconds(livenessIntervalMs());
+}
+
+void Communicator::onLiveness() {
+  // A driving caller sends the heartbeats and judges its peers itself when they are due (see
+  // driveUntilDone). Waiting here for the engine lock it keeps retaking could last seconds: on 2
+  // cores with 4 ranks a 256 MiB all-reduce went quiet for over a second at a 300 ms timeout
+  // (and once for 2 s at the default), and its peers declared it lost.
+  std::unique_lock<std::mutex> lock(engineMu_, std::try_to_lock);
+  if (!lock.owns_lock()) {
+    if (driving_.load() > 0) return;
+    lock.lock();
+  }
+  livenessLocked();
 }
 
 void Communicator::onCoordinatorReadable() {

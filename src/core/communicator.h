@@ -125,6 +125,11 @@ class Communicator {
   Status enterNextEpoch(std::vector<int> suspects, Deadline deadline);
   Deadline meshDeadline(Deadline outer) const;
   bool progressLocked(bool pollFirst = true);  // engineMu_ held; true if anything moved
+  // Heartbeats to the peers and the judgement of their silence (TcpTransport::checkLiveness), every
+  // livenessIntervalMs() (LOOM_PEER_TIMEOUT_MS / 4): by the loop thread's timer, or by a caller
+  // that is driving progress when they are due. engineMu_ held.
+  void livenessLocked();
+  int livenessIntervalMs() const;
   Status driveUntilDone(const OpPtr& op, Deadline deadline);
   void finishLocked(const OpPtr& op, Status status);
   void notifyWaiters();
@@ -169,6 +174,7 @@ class Communicator {
   // Callers driving progress themselves (spinning or yielding in wait()); the loop thread stands
   // aside while there are any.
   std::atomic<int> driving_{0};
+  Clock::time_point livenessDue_{};  // engineMu_; unset until the loop's first liveness check
   std::atomic<bool> loopStandingAside_{false};
   std::mutex standAsideMu_;
   std::condition_variable standAsideCv_;

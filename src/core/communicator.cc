@@ -417,7 +417,8 @@ bool Communicator::progressLocked(bool pollFirst) {
       if (!s.isOk() && s.code() != loomRemoteError) transport_->sendOpError(op->tag, s);
       finishLocked(op, std::move(s));
       moved = true;
-      if (i < active_.size() && active_[i] == op) ++i;  // (not removed: never, but never loop on it)
+      // finishLocked removed it, so the next one is at i now; were it ever left in place, step on.
+      if (i < active_.size() && active_[i] == op) ++i;
     }
     movedAny |= moved;
     // Nothing in flight: no need to poll again. What arrives meanwhile wakes the loop thread (it

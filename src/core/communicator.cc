@@ -4,6 +4,7 @@
 #include "coordinator/server.h"
 #include "core/event_loop.h"
 #include "core/log.h"
+#include "core/stream_copy.h"
 
 #include <sched.h>
 #include <sys/epoll.h>
@@ -270,14 +271,16 @@ Expected<OpPtr> Communicator::start(const coll::Args& args, std::optional<uint64
   ctx.tuning.broadcastAlgorithm = settings_.broadcastAlgorithm;
   // An in-place input is kept for a failure: by the algorithm itself, piece by piece, where it can;
   // otherwise copied whole here, before the engine lock: copying 256 MiB under it kept the event
-  // loop from sending heartbeats long enough for the peers to declare this rank lost.
+  // loop from sending heartbeats long enough for the peers to declare this rank lost. With
+  // streaming stores, as the algorithms keep theirs: it is read only on failure, so it must not
+  // take the cache from the operation's own buffers.
   if (size_t bytes = inputToSave(args, rank_, size_); bytes > 0 && size_ > 1 && settings_.restoreInput) {
     if (coll::keepsInputItself(args, ctx.tuning, size_)) {
       ctx.keepInput = true;
     } else {
       op->savedInput = Scratch(bytes);
       op->savedBytes = bytes;
-      std::memcpy(op->savedInput.data(), args.send, bytes);
+      copyStreaming(op->savedInput.data(), args.send, bytes);
     }
   }
   std::lock_guard<std::mutex> lock(engineMu_);

@@ -12,6 +12,7 @@
 // The root copies its input into its own recv (NCCL semantics) and sends from its input.
 #include "collectives/algorithm.h"
 #include "collectives/patterns/patterns.h"
+#include "core/stream_copy.h"
 
 #include <cstring>
 
@@ -19,6 +20,10 @@ namespace loom::coll {
 namespace {
 
 using patterns::Range;
+
+// From this size the root writes its own copy with streaming stores: a vector this large does not
+// stay in cache anyway, and a plain copy first reads every destination line it then overwrites.
+constexpr size_t kStreamOwnCopyBytes = 16 << 20;
 
 class ChainBroadcast final : public AlgorithmBase {
  public:
@@ -28,6 +33,7 @@ class ChainBroadcast final : public AlgorithmBase {
     prev_ = isRoot_ ? -1 : patterns::fromRelative(vrank - 1, args_.root, size_);
     next_ = vrank + 1 < size_ ? patterns::fromRelative(vrank + 1, args_.root, size_) : -1;
     segments_ = patterns::segmentCount(args_.count, ctx_.tuning.segmentBytes, elemSize(), 1);
+    streamOwnCopy_ = bytesOf(args_.count) >= kStreamOwnCopyBytes;
   }
 
  private:
@@ -57,8 +63,12 @@ class ChainBroadcast final : public AlgorithmBase {
           const void* src = isRoot_ ? static_cast<const void*>(sendBytes(r.begin)) : recvBytes(r.begin);
           sends_.push(postSend(next_, src, bytesOf(r.size()), static_cast<uint32_t>(k)));
           // The root's own copy goes segment by segment, behind the sends, not before them all.
-          if (isRoot_ && args_.send != args_.recv)
-            std::memcpy(recvBytes(r.begin), sendBytes(r.begin), bytesOf(r.size()));
+          if (isRoot_ && args_.send != args_.recv) {
+            if (streamOwnCopy_)
+              copyStreaming(recvBytes(r.begin), sendBytes(r.begin), bytesOf(r.size()));
+            else
+              std::memcpy(recvBytes(r.begin), sendBytes(r.begin), bytesOf(r.size()));
+          }
           moved = true;
         }
       }
@@ -70,6 +80,7 @@ class ChainBroadcast final : public AlgorithmBase {
   }
 
   bool isRoot_ = false;
+  bool streamOwnCopy_ = false;
   int prev_ = -1;
   int next_ = -1;
   size_t segments_ = 1;

@@ -63,6 +63,11 @@ Expected<std::unique_ptr<transport::Transport>> Communicator::newTransport(std::
   topts.listenHost = settings_.listenHost;
   topts.commId = settings_.commId;
   topts.peerTimeoutMs = settings_.peerTimeoutMs;
+  if (settings_.tcpCongestion == "system") {
+    topts.localCongestion.clear();  // remoteCongestion is the system's already
+  } else if (settings_.tcpCongestion != "auto") {
+    topts.localCongestion = topts.remoteCongestion = settings_.tcpCongestion;
+  }
   auto tp = transport::createTransport(settings_.transport, topts);
   if (!tp) return tp.error();
   auto listening = (*tp)->listen();

@@ -22,6 +22,10 @@ const std::vector<SettingInfo>& settingRegistry() {
       {"LOOM_LOCAL_STREAMS", "1",
        "TCP streams per pair of ranks on the same host (loopback: more streams add syscalls and wake-ups, not "
        "bandwidth) (1..16)"},
+      {"LOOM_TCP_CONGESTION", "auto",
+       "TCP congestion control of data connections: auto = reno to ranks on this host (loopback has no "
+       "congestion, and a pacing algorithm such as BBR holds back a collective's bursts) and the system's to "
+       "others; system = the system's everywhere; or a name (cubic, bbr, ...) for every connection"},
       {"LOOM_SEGMENT_BYTES", "512K", "pipelining segment of ring and chain algorithms"},
       {"LOOM_ALLREDUCE_SMALL_BYTES", "64K",
        "all-reduce up to this size uses recursive doubling, above it the ring (halving-doubling above 512K up to 4M in "
@@ -186,6 +190,14 @@ Expected<Settings> resolveSettings(const loomConfig_t* c) {
   LOOM_RETURN_IF_ERROR(pickAlgorithm(c->broadcastAlgorithm, "config.broadcastAlgorithm", "LOOM_BROADCAST_ALGO",
                                      false, s.broadcastAlgorithm));
   LOOM_RETURN_IF_ERROR(pickInt(c->spinUs, "config.spinUs", "LOOM_SPIN_US", 0, 10'000'000, s.spinUs));
+  s.tcpCongestion = pickString(nullptr, "LOOM_TCP_CONGESTION");
+  if (s.tcpCongestion.empty() || s.tcpCongestion.size() > 15 ||
+      s.tcpCongestion.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") !=
+          std::string::npos)
+    return makeError(loomInvalidArgument,
+                     "LOOM_TCP_CONGESTION='{}' must be auto, system or an algorithm's name (letters, digits, _ or -; "
+                     "at most 15)",
+                     s.tcpCongestion);
   s.spinYield = pickString(nullptr, "LOOM_SPIN_YIELD");
   if (s.spinYield != "auto" && s.spinYield != "0" && s.spinYield != "1")
     return makeError(loomInvalidArgument, "LOOM_SPIN_YIELD='{}' must be auto, 0 or 1", s.spinYield);

@@ -41,6 +41,7 @@ struct Settings {
   int maxWorld = 0;  // 0: no limit
   int updateTimeoutMs = 0;
   int coordinatorWaitMs = 0;
+  std::string tcpCongestion;  // "auto", "system" or an algorithm (LOOM_TCP_CONGESTION)
   std::string transport;
   std::string listenHost;
   uint64_t commId = 0;

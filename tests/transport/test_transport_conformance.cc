@@ -8,11 +8,16 @@
 #include "transports/iface/registry.h"
 #include "transports/tcp/socket.h"
 
+#include <dirent.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <fstream>
 #include <functional>
 #include <numeric>
 #include <random>
@@ -37,6 +42,7 @@ std::vector<std::string> transportNames() {
 
 struct Mesh {
   std::vector<std::unique_ptr<Transport>> ep;
+  std::vector<std::string> addresses;  // where each endpoint listens
   Transport& operator[](size_t i) { return *ep.at(i); }
 };
 
@@ -62,6 +68,7 @@ std::unique_ptr<Mesh> makeMesh(const std::string& name, int n, const TransportOp
     REQUIRE(address.hasValue());
     addresses.push_back(address.value());
   }
+  mesh->addresses = addresses;
   std::vector<Status> results(n);
   std::vector<std::thread> threads;
   for (int i = 0; i < n; ++i) {
@@ -493,4 +500,93 @@ TEST_CASE("tcp: the stream count of a pair follows whether both ranks are on one
   t0.join();
   t1.join();
   CHECK_FALSE(c1.isOk());
+}
+
+namespace {
+
+std::string firstWordsOf(const char* path) {
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);
+  return line;
+}
+
+uint16_t portOf(const sockaddr_storage& a) {
+  return ntohs(a.ss_family == AF_INET6 ? reinterpret_cast<const sockaddr_in6&>(a).sin6_port
+                                       : reinterpret_cast<const sockaddr_in&>(a).sin_port);
+}
+
+// The congestion control of every connection of this process to or from one of the mesh's
+// listening ports (both ends of each pair live here), read from the sockets themselves.
+std::vector<std::string> congestionOfMesh(const Mesh& mesh) {
+  std::vector<uint16_t> ports;
+  for (const auto& a : mesh.addresses) ports.push_back(static_cast<uint16_t>(std::stoi(a.substr(a.rfind(':') + 1))));
+  std::vector<std::string> out;
+  DIR* dir = opendir("/proc/self/fd");
+  REQUIRE(dir != nullptr);
+  while (dirent* e = readdir(dir)) {
+    const int fd = std::atoi(e->d_name);
+    if (fd <= 2 || fd == dirfd(dir)) continue;
+    int protocol = 0;
+    socklen_t len = sizeof(protocol);
+    if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &len) != 0 || protocol != IPPROTO_TCP) continue;
+    sockaddr_storage self{}, peer{};
+    socklen_t selfLen = sizeof(self), peerLen = sizeof(peer);
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&self), &selfLen) != 0 ||
+        getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peerLen) != 0)
+      continue;  // a listening socket
+    const auto ours = [&](uint16_t p) { return std::find(ports.begin(), ports.end(), p) != ports.end(); };
+    if (!ours(portOf(self)) && !ours(portOf(peer))) continue;
+    CHECK(loom::tcp::peerOnThisHost(fd));
+    out.push_back(loom::tcp::congestionControl(fd));
+  }
+  closedir(dir);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("tcp: connections within this host use Reno unless told otherwise; a name the kernel lacks fails listen",
+          "[transport][tcp]") {
+  const std::string system = firstWordsOf("/proc/sys/net/ipv4/tcp_congestion_control");
+  INFO("the system's congestion control: " << system);
+  // Three endpoints, one stream a pair: three connections, both ends of each in this process.
+  TransportOptions options;
+  REQUIRE(options.localCongestion == "reno");
+  {
+    auto mesh = makeMesh("tcp", 3, options);
+    const auto got = congestionOfMesh(*mesh);
+    CHECK(got.size() == 6);
+    for (const auto& cc : got) CHECK(cc == "reno");
+  }
+  {
+    options.localCongestion.clear();  // the system's
+    auto mesh = makeMesh("tcp", 3, options);
+    const auto got = congestionOfMesh(*mesh);
+    CHECK(got.size() == 6);
+    for (const auto& cc : got) CHECK(cc == system);
+  }
+  // A third algorithm, so that neither Reno nor the system's default could pass by chance.
+  std::stringstream offered(firstWordsOf(geteuid() == 0 ? "/proc/sys/net/ipv4/tcp_available_congestion_control"
+                                                        : "/proc/sys/net/ipv4/tcp_allowed_congestion_control"));
+  std::string third;
+  for (std::string name; offered >> name;)
+    if (name != "reno" && name != system) third = name;
+  if (third.empty()) {
+    WARN("no third congestion control algorithm is offered here: that part is skipped");
+  } else {
+    options.localCongestion = third;
+    auto mesh = makeMesh("tcp", 2, options);
+    const auto got = congestionOfMesh(*mesh);
+    CHECK(got.size() == 2);
+    for (const auto& cc : got) CHECK(cc == third);
+  }
+  options.localCongestion = "no-such-cc";
+  auto t = createTransport("tcp", options);
+  REQUIRE(t.hasValue());
+  auto listening = (*t)->listen();
+  REQUIRE_FALSE(listening.hasValue());
+  CHECK(listening.error().code() == loomInvalidArgument);
+  CHECK(listening.error().message().find("no-such-cc") != std::string::npos);
+  CHECK(listening.error().message().find("LOOM_TCP_CONGESTION") != std::string::npos);
 }

@@ -66,6 +66,27 @@ TEST_CASE("streams to a peer on this host and on another host are set apart", "[
   CHECK(old->localStreamsPerPeer == 3);
 }
 
+TEST_CASE("TCP congestion control: auto by default, system or a name; anything else is an error", "[config]") {
+  auto d = resolveSettings(nullptr);
+  REQUIRE(d);
+  CHECK(d->tcpCongestion == "auto");
+  for (const char* ok : {"system", "cubic", "bbr", "reno", "dctcp"}) {
+    EnvGuard g("LOOM_TCP_CONGESTION", ok);
+    auto s = resolveSettings(nullptr);
+    REQUIRE(s);
+    CHECK(s->tcpCongestion == ok);
+  }
+  // Whether the kernel offers a name is checked where the transport listens (transport tests).
+  for (const char* bad : {"a b", "reno;rm", "much-too-long-a-name"}) {
+    CAPTURE(bad);
+    EnvGuard g("LOOM_TCP_CONGESTION", bad);
+    auto s = resolveSettings(nullptr);
+    REQUIRE_FALSE(s);
+    CHECK(s.error().code() == loomInvalidArgument);
+    CHECK(mentions(s.error().message(), "LOOM_TCP_CONGESTION"));
+  }
+}
+
 TEST_CASE("sizes take K, M and G suffixes (powers of 1024)", "[config]") {
   CHECK(*loom::parseSize("7", "X") == 7);
   CHECK(*loom::parseSize("2K", "X") == 2048);

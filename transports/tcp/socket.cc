@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 namespace loom::tcp {
@@ -58,6 +59,56 @@ Status setNonBlocking(int fd) {
 void tuneDataSocket(int fd) {
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+bool peerOnThisHost(int fd) {
+  sockaddr_storage self{}, peer{};
+  socklen_t selfLen = sizeof(self), peerLen = sizeof(peer);
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&self), &selfLen) != 0 ||
+      getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peerLen) != 0 || self.ss_family != peer.ss_family)
+    return false;
+  if (peer.ss_family == AF_INET) {
+    const auto& a = reinterpret_cast<const sockaddr_in&>(self).sin_addr;
+    const auto& b = reinterpret_cast<const sockaddr_in&>(peer).sin_addr;
+    return (ntohl(b.s_addr) >> 24) == 127 || a.s_addr == b.s_addr;
+  }
+  if (peer.ss_family == AF_INET6) {
+    const auto& a = reinterpret_cast<const sockaddr_in6&>(self).sin6_addr;
+    const auto& b = reinterpret_cast<const sockaddr_in6&>(peer).sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(&b) || std::memcmp(&a, &b, sizeof(a)) == 0;
+  }
+  return false;
+}
+
+std::string congestionControl(int fd) {
+  char name[64] = {};
+  socklen_t len = sizeof(name) - 1;
+  if (getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name, &len) != 0) return {};
+  return std::string(name, strnlen(name, len));
+}
+
+namespace {
+std::string firstLineOf(const char* path) {
+  std::string line;
+  if (FILE* f = std::fopen(path, "r")) {
+    char buf[512];
+    if (std::fgets(buf, sizeof(buf), f)) line = buf;
+    std::fclose(f);
+  }
+  while (!line.empty() && (line.back() == '\n' || line.back() == ' ')) line.pop_back();
+  return line.empty() ? "?" : line;
+}
+}  // namespace
+
+Status setCongestionControl(int fd, const std::string& name) {
+  if (setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name.data(), static_cast<socklen_t>(name.size())) == 0)
+    return Status::ok();
+  const int err = errno;
+  return makeError(loomInvalidArgument,
+                   "TCP congestion control '{}' is refused by the kernel: {} (available: {}; allowed without "
+                   "CAP_NET_ADMIN: {})",
+                   name, std::strerror(err), firstLineOf("/proc/sys/net/ipv4/tcp_available_congestion_control"),
+                   firstLineOf("/proc/sys/net/ipv4/tcp_allowed_congestion_control"));
 }
 
 void closeFd(int& fd) {

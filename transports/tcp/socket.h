@@ -21,6 +21,13 @@ Status writeAll(int fd, const void* buf, size_t len, Deadline deadline);
 bool sameHost(const std::string& a, const std::string& b);
 Status setNonBlocking(int fd);
 void tuneDataSocket(int fd);  // TCP_NODELAY and keep the kernel's buffer autotuning
+// Whether a connected socket's peer is on this machine: a loopback address, or this socket's own
+// address (a rank on this host reached through a routable one). Both ends of a connection agree.
+bool peerOnThisHost(int fd);
+// A TCP socket's congestion control algorithm ("" if it cannot be read).
+std::string congestionControl(int fd);
+// Sets it; on refusal the error names the algorithm, the kernel's reason and what it offers.
+Status setCongestionControl(int fd, const std::string& name);
 void closeFd(int& fd);
 
 }  // namespace loom::tcp

@@ -68,6 +68,12 @@ Expected<std::string> TcpTransport::listen() {
   auto fd = listenOn(options_.listenHost, 512);
   if (!fd) return fd.error();
   listenFd_ = *fd;
+  // Refuse an algorithm the kernel does not offer here, at set-up, not silently per connection.
+  for (const std::string* name : {&options_.localCongestion, &options_.remoteCongestion}) {
+    if (name->empty()) continue;
+    Status s = setCongestionControl(listenFd_, *name);
+    if (!s.isOk()) return makeError(s.code(), "{} (LOOM_TCP_CONGESTION; 'system' keeps the system's)", s.message());
+  }
   auto addr = localAddress(listenFd_);
   if (!addr) return addr.error();
   address_ = *addr;
@@ -107,6 +113,7 @@ Status TcpTransport::connect(int rank, const std::vector<std::string>& addresses
     for (size_t s = 0; s < peers_[p].streams.size(); ++s) {
       auto fd = connectTo(addresses[p], deadline);
       if (!fd) return makeError(fd.error().code(), "connecting to rank {}: {}", p, fd.error().message());
+      chooseCongestion(*fd);
       auto stream = std::make_unique<Stream>(*this, *fd, Stream::Role::Connected);
       stream->peer = p;
       stream->index = static_cast<int>(s);
@@ -143,6 +150,13 @@ int TcpTransport::streamsTo(int peer) const {
                                                                : options_.streamsPerPeer;
 }
 
+void TcpTransport::chooseCongestion(int fd) {
+  const std::string& name = peerOnThisHost(fd) ? options_.localCongestion : options_.remoteCongestion;
+  if (name.empty()) return;
+  Status s = setCongestionControl(fd, name);  // listen() checked it: a failure here is unexpected
+  if (!s.isOk()) log::warn(log::Subsys::Net, "tcp: {}; this connection keeps the system's", s.message());
+}
+
 bool TcpTransport::allEstablished() const {
   for (int p = 0; p < size_; ++p)
     for (auto* s : peers_[p].streams)
@@ -165,6 +179,7 @@ void TcpTransport::acceptAll() {
     int fd = ::accept4(listenFd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) return;
     tuneDataSocket(fd);
+    chooseCongestion(fd);
     auto stream = std::make_unique<Stream>(*this, fd, Stream::Role::Accepted);
     addToEpoll(fd, stream.get());
     streams_.push_back(std::move(stream));

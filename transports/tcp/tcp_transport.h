@@ -182,6 +182,7 @@ class TcpTransport final : public transport::Transport {
   void fail(const TransferPtr& t, const Status& why);
   void finishIncoming(int peer, Tag tag, Incoming& in);
   void releaseHolds(int peer);  // a receive was posted or a stash freed: held streams may go on
+  void chooseCongestion(int fd);  // the options' algorithm for a peer on this host or another
   void releaseExpiredHolds();    // idle holds past kIdleHoldLimit
   // Armed whenever an idle hold may be waiting; fires once it may have expired. False if it
   // cannot run (no timerfd): then nothing is held for an idle receiver.

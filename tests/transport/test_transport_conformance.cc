@@ -504,7 +504,7 @@ TEST_CASE("tcp: the stream count of a pair follows whether both ranks are on one
 
 namespace {
 
-std::string firstWordsOf(const char* path) {
+std::string firstLineOf(const char* path) {
   std::ifstream in(path);
   std::string line;
   std::getline(in, line);
@@ -548,7 +548,7 @@ std::vector<std::string> congestionOfMesh(const Mesh& mesh) {
 
 TEST_CASE("tcp: connections within this host use Reno unless told otherwise; a name the kernel lacks fails listen",
           "[transport][tcp]") {
-  const std::string system = firstWordsOf("/proc/sys/net/ipv4/tcp_congestion_control");
+  const std::string system = firstLineOf("/proc/sys/net/ipv4/tcp_congestion_control");
   INFO("the system's congestion control: " << system);
   // Three endpoints, one stream a pair: three connections, both ends of each in this process.
   TransportOptions options;
@@ -567,7 +567,7 @@ TEST_CASE("tcp: connections within this host use Reno unless told otherwise; a n
     for (const auto& cc : got) CHECK(cc == system);
   }
   // A third algorithm, so that neither Reno nor the system's default could pass by chance.
-  std::stringstream offered(firstWordsOf(geteuid() == 0 ? "/proc/sys/net/ipv4/tcp_available_congestion_control"
+  std::stringstream offered(firstLineOf(geteuid() == 0 ? "/proc/sys/net/ipv4/tcp_available_congestion_control"
                                                         : "/proc/sys/net/ipv4/tcp_allowed_congestion_control"));
   std::string third;
   for (std::string name; offered >> name;)

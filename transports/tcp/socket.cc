@@ -40,6 +40,23 @@ bool isLoopback(const std::string& host) {
   return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
 }
 
+// "host:port" ("[host]:port" for IPv6) of a socket's own end, or of its peer's.
+Expected<std::string> endpointAddress(int fd, bool peer) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof(ss);
+  if ((peer ? getpeername : getsockname)(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0)
+    return makeError(loomSystemError, "{}: {}", peer ? "getpeername" : "getsockname", std::strerror(errno));
+  char host[INET6_ADDRSTRLEN] = {0};
+  if (ss.ss_family == AF_INET6) {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+    inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+    return fmt::format("[{}]:{}", host, ntohs(a->sin6_port));
+  }
+  auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+  inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+  return fmt::format("{}:{}", host, ntohs(a->sin_port));
+}
+
 }  // namespace
 
 bool sameHost(const std::string& a, const std::string& b) {
@@ -61,23 +78,11 @@ void tuneDataSocket(int fd) {
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
+// The rule that sets a pair's stream count (sameHost), applied to the two ends of a connection.
 bool peerOnThisHost(int fd) {
-  sockaddr_storage self{}, peer{};
-  socklen_t selfLen = sizeof(self), peerLen = sizeof(peer);
-  if (getsockname(fd, reinterpret_cast<sockaddr*>(&self), &selfLen) != 0 ||
-      getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peerLen) != 0 || self.ss_family != peer.ss_family)
-    return false;
-  if (peer.ss_family == AF_INET) {
-    const auto& a = reinterpret_cast<const sockaddr_in&>(self).sin_addr;
-    const auto& b = reinterpret_cast<const sockaddr_in&>(peer).sin_addr;
-    return (ntohl(b.s_addr) >> 24) == 127 || a.s_addr == b.s_addr;
-  }
-  if (peer.ss_family == AF_INET6) {
-    const auto& a = reinterpret_cast<const sockaddr_in6&>(self).sin6_addr;
-    const auto& b = reinterpret_cast<const sockaddr_in6&>(peer).sin6_addr;
-    return IN6_IS_ADDR_LOOPBACK(&b) || std::memcmp(&a, &b, sizeof(a)) == 0;
-  }
-  return false;
+  auto self = endpointAddress(fd, false);
+  auto peer = endpointAddress(fd, true);
+  return self && peer && sameHost(*self, *peer);
 }
 
 std::string congestionControl(int fd) {
@@ -145,21 +150,7 @@ Expected<int> listenOn(const std::string& host, int backlog) {
   return fd;
 }
 
-Expected<std::string> localAddress(int fd) {
-  sockaddr_storage ss{};
-  socklen_t len = sizeof(ss);
-  if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0)
-    return makeError(loomSystemError, "getsockname: {}", std::strerror(errno));
-  char host[INET6_ADDRSTRLEN] = {0};
-  if (ss.ss_family == AF_INET6) {
-    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
-    inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
-    return fmt::format("[{}]:{}", host, ntohs(a->sin6_port));
-  }
-  auto* a = reinterpret_cast<sockaddr_in*>(&ss);
-  inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
-  return fmt::format("{}:{}", host, ntohs(a->sin_port));
-}
+Expected<std::string> localAddress(int fd) { return endpointAddress(fd, false); }
 
 Expected<int> connectTo(const std::string& hostPort, Deadline deadline) {
   auto hp = splitHostPort(hostPort);

@@ -21,8 +21,8 @@ Status writeAll(int fd, const void* buf, size_t len, Deadline deadline);
 bool sameHost(const std::string& a, const std::string& b);
 Status setNonBlocking(int fd);
 void tuneDataSocket(int fd);  // TCP_NODELAY and keep the kernel's buffer autotuning
-// Whether a connected socket's peer is on this machine: a loopback address, or this socket's own
-// address (a rank on this host reached through a routable one). Both ends of a connection agree.
+// Whether a connected socket's peer is on this machine (sameHost of its two ends: both loopback,
+// or the same address, a rank on this host reached through a routable one). Both ends agree.
 bool peerOnThisHost(int fd);
 // A TCP socket's congestion control algorithm ("" if it cannot be read).
 std::string congestionControl(int fd);

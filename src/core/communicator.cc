@@ -63,10 +63,11 @@ Expected<std::unique_ptr<transport::Transport>> Communicator::newTransport(std::
   topts.listenHost = settings_.listenHost;
   topts.commId = settings_.commId;
   topts.peerTimeoutMs = settings_.peerTimeoutMs;
+  topts.nearRttUs = static_cast<uint32_t>(settings_.tcpNearRttUs);
   if (settings_.tcpCongestion == "system") {
-    topts.localCongestion.clear();  // remoteCongestion is the system's already
+    topts.nearCongestion.clear();  // farCongestion is the system's already
   } else if (settings_.tcpCongestion != "auto") {
-    topts.localCongestion = topts.remoteCongestion = settings_.tcpCongestion;
+    topts.nearCongestion = topts.farCongestion = settings_.tcpCongestion;
   }
   auto tp = transport::createTransport(settings_.transport, topts);
   if (!tp) return tp.error();

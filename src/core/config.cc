@@ -23,9 +23,13 @@ const std::vector<SettingInfo>& settingRegistry() {
        "TCP streams per pair of ranks on the same host (loopback: more streams add syscalls and wake-ups, not "
        "bandwidth) (1..16)"},
       {"LOOM_TCP_CONGESTION", "auto",
-       "TCP congestion control of data connections: auto = reno to ranks on this host (loopback has no "
-       "congestion, and a pacing algorithm such as BBR holds back a collective's bursts) and the system's to "
-       "others; system = the system's everywhere; or a name (cubic, bbr, ...) for every connection"},
+       "TCP congestion control of data connections: auto = reno to near ranks (on this host, or within "
+       "LOOM_TCP_NEAR_RTT_US: a pacing algorithm such as BBR holds back a collective's bursts, and at such round "
+       "trips cubic behaves as reno) and the system's to far ones; system = the system's everywhere; or a name "
+       "(cubic, bbr, ...) for every connection"},
+      {"LOOM_TCP_NEAR_RTT_US", "2000",
+       "a rank on another host is near (see LOOM_TCP_CONGESTION) when the connection's handshake took less than "
+       "this many microseconds; 0 = only ranks on this host are near"},
       {"LOOM_SEGMENT_BYTES", "512K", "pipelining segment of ring and chain algorithms"},
       {"LOOM_ALLREDUCE_SMALL_BYTES", "64K",
        "all-reduce up to this size uses recursive doubling, above it the ring (halving-doubling above 512K up to 4M in "
@@ -198,6 +202,7 @@ Expected<Settings> resolveSettings(const loomConfig_t* c) {
                      "LOOM_TCP_CONGESTION='{}' must be auto, system or an algorithm's name (letters, digits, _ or -; "
                      "at most 15)",
                      s.tcpCongestion);
+  LOOM_RETURN_IF_ERROR(pickInt(0, "", "LOOM_TCP_NEAR_RTT_US", 0, 60'000'000, s.tcpNearRttUs));
   s.spinYield = pickString(nullptr, "LOOM_SPIN_YIELD");
   if (s.spinYield != "auto" && s.spinYield != "0" && s.spinYield != "1")
     return makeError(loomInvalidArgument, "LOOM_SPIN_YIELD='{}' must be auto, 0 or 1", s.spinYield);

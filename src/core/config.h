@@ -42,6 +42,7 @@ struct Settings {
   int updateTimeoutMs = 0;
   int coordinatorWaitMs = 0;
   std::string tcpCongestion;  // "auto", "system" or an algorithm (LOOM_TCP_CONGESTION)
+  int tcpNearRttUs = 0;       // LOOM_TCP_NEAR_RTT_US: a shorter handshake makes a peer near
   std::string transport;
   std::string listenHost;
   uint64_t commId = 0;

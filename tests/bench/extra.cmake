@@ -32,3 +32,9 @@ add_test(NAME bench.cluster_smoke
           --bin $<TARGET_FILE_DIR:loomd> -- $<TARGET_FILE:all_reduce_perf> -b 1M -e 1M -w 1 -n 2)
 set_tests_properties(bench.cluster_smoke PROPERTIES TIMEOUT 90 SKIP_RETURN_CODE 77
   SKIP_REGULAR_EXPRESSION "cannot emulate a cluster here" PASS_REGULAR_EXPRESSION "# Out of bounds values : 0 OK")
+# LOOM_TCP_CONGESTION=auto across hosts (tests/bench/cluster_congestion.sh): Reno to near hosts at
+# both ends of every data connection, the system's with LOOM_TCP_NEAR_RTT_US=0 or =system, read
+# from the live sockets with ss. Root only (77 = skipped); its own cluster name (loomcc).
+add_test(NAME transport.tcp_congestion_across_hosts
+  COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/bench/cluster_congestion.sh ${PROJECT_SOURCE_DIR} ${PROJECT_BINARY_DIR}/bin)
+set_tests_properties(transport.tcp_congestion_across_hosts PROPERTIES TIMEOUT 150 RUN_SERIAL TRUE SKIP_RETURN_CODE 77)

@@ -552,7 +552,7 @@ TEST_CASE("tcp: connections within this host use Reno unless told otherwise; a n
   INFO("the system's congestion control: " << system);
   // Three endpoints, one stream a pair: three connections, both ends of each in this process.
   TransportOptions options;
-  REQUIRE(options.localCongestion == "reno");
+  REQUIRE(options.nearCongestion == "reno");
   {
     auto mesh = makeMesh("tcp", 3, options);
     const auto got = congestionOfMesh(*mesh);
@@ -560,7 +560,7 @@ TEST_CASE("tcp: connections within this host use Reno unless told otherwise; a n
     for (const auto& cc : got) CHECK(cc == "reno");
   }
   {
-    options.localCongestion.clear();  // the system's
+    options.nearCongestion.clear();  // the system's
     auto mesh = makeMesh("tcp", 3, options);
     const auto got = congestionOfMesh(*mesh);
     CHECK(got.size() == 6);
@@ -575,13 +575,13 @@ TEST_CASE("tcp: connections within this host use Reno unless told otherwise; a n
   if (third.empty()) {
     WARN("no third congestion control algorithm is offered here: that part is skipped");
   } else {
-    options.localCongestion = third;
+    options.nearCongestion = third;
     auto mesh = makeMesh("tcp", 2, options);
     const auto got = congestionOfMesh(*mesh);
     CHECK(got.size() == 2);
     for (const auto& cc : got) CHECK(cc == third);
   }
-  options.localCongestion = "no-such-cc";
+  options.nearCongestion = "no-such-cc";
   auto t = createTransport("tcp", options);
   REQUIRE(t.hasValue());
   auto listening = (*t)->listen();

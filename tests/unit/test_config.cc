@@ -87,6 +87,26 @@ TEST_CASE("TCP congestion control: auto by default, system or a name; anything e
   }
 }
 
+TEST_CASE("LOOM_TCP_NEAR_RTT_US: 2000 by default, 0 allowed, negative or text is an error", "[config]") {
+  auto d = resolveSettings(nullptr);
+  REQUIRE(d);
+  CHECK(d->tcpNearRttUs == 2000);
+  {
+    EnvGuard g("LOOM_TCP_NEAR_RTT_US", "0");
+    auto s = resolveSettings(nullptr);
+    REQUIRE(s);
+    CHECK(s->tcpNearRttUs == 0);
+  }
+  for (const char* bad : {"-1", "fast", "99999999999"}) {
+    CAPTURE(bad);
+    EnvGuard g("LOOM_TCP_NEAR_RTT_US", bad);
+    auto s = resolveSettings(nullptr);
+    REQUIRE_FALSE(s);
+    CHECK(s.error().code() == loomInvalidArgument);
+    CHECK(mentions(s.error().message(), "LOOM_TCP_NEAR_RTT_US"));
+  }
+}
+
 TEST_CASE("sizes take K, M and G suffixes (powers of 1024)", "[config]") {
   CHECK(*loom::parseSize("7", "X") == 7);
   CHECK(*loom::parseSize("2K", "X") == 2048);

@@ -114,12 +114,18 @@ struct TransportOptions {
   uint64_t commId = 0;
   uint64_t epoch = 0;
   int peerTimeoutMs = 2000;  // <= 0: no liveness checks
-  // TCP congestion control of data connections to a peer on this host, and to one on another
-  // ("": the system's). Loopback has no congestion to control, and a pacing algorithm (BBR, the
-  // default of many systems) holds back the bursts a collective sends: on a 2-core machine Reno
-  // made 1 MiB-256 MiB broadcasts and all-reduces 1.2-2x faster (bench/RESULTS.md, session 11).
-  std::string localCongestion = "reno";
-  std::string remoteCongestion;
+  // TCP congestion control of data connections to a near peer and to a far one ("": the
+  // system's). A peer is near when it is on this host or the connection's handshake took less
+  // than nearRttUs (the same rack or data centre; 0: only this host). Near links carry little
+  // besides the collective, and a pacing algorithm (BBR, the default of many systems) holds back
+  // the bursts a collective sends: Reno made 1 MiB-256 MiB collectives on loopback 1.2-2x faster
+  // and the emulated cluster's ring all-reduce fill its 1 Gbit/s links (bench/RESULTS.md, sessions
+  // 11-12). At such round trips Cubic, Linux's default, behaves as Reno anyway. Far paths (long
+  // round trips, random loss) are where a model-based algorithm such as BBR earns its keep, so
+  // they keep the system's.
+  std::string nearCongestion = "reno";
+  std::string farCongestion;
+  uint32_t nearRttUs = 2000;
 };
 
 // Registered by name ("tcp", "local"); nullptr with an error if the name is unknown.

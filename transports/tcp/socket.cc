@@ -85,6 +85,13 @@ bool peerOnThisHost(int fd) {
   return self && peer && sameHost(*self, *peer);
 }
 
+uint32_t roundTripUs(int fd) {
+  tcp_info info{};
+  socklen_t len = sizeof(info);
+  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0) return 0;
+  return info.tcpi_rtt;
+}
+
 std::string congestionControl(int fd) {
   char name[64] = {};
   socklen_t len = sizeof(name) - 1;
@@ -114,6 +121,14 @@ Status setCongestionControl(int fd, const std::string& name) {
                    "CAP_NET_ADMIN: {})",
                    name, std::strerror(err), firstLineOf("/proc/sys/net/ipv4/tcp_available_congestion_control"),
                    firstLineOf("/proc/sys/net/ipv4/tcp_allowed_congestion_control"));
+}
+
+Status checkCongestionControl(const std::string& name) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return makeError(loomSystemError, "socket(): {}", std::strerror(errno));
+  Status s = setCongestionControl(fd, name);
+  ::close(fd);
+  return s;
 }
 
 void closeFd(int& fd) {

@@ -69,9 +69,10 @@ Expected<std::string> TcpTransport::listen() {
   if (!fd) return fd.error();
   listenFd_ = *fd;
   // Refuse an algorithm the kernel does not offer here, at set-up, not silently per connection.
-  for (const std::string* name : {&options_.localCongestion, &options_.remoteCongestion}) {
+  // (Not tried on the listening socket: accepted connections would inherit it.)
+  for (const std::string* name : {&options_.nearCongestion, &options_.farCongestion}) {
     if (name->empty()) continue;
-    Status s = setCongestionControl(listenFd_, *name);
+    Status s = checkCongestionControl(*name);
     if (!s.isOk()) return makeError(s.code(), "{} (LOOM_TCP_CONGESTION; 'system' keeps the system's)", s.message());
   }
   auto addr = localAddress(listenFd_);
@@ -151,7 +152,9 @@ int TcpTransport::streamsTo(int peer) const {
 }
 
 void TcpTransport::chooseCongestion(int fd) {
-  const std::string& name = peerOnThisHost(fd) ? options_.localCongestion : options_.remoteCongestion;
+  const uint32_t rttUs = roundTripUs(fd);  // 0: no sample (a retransmitted handshake): far
+  const bool near = peerOnThisHost(fd) || (rttUs > 0 && rttUs < options_.nearRttUs);
+  const std::string& name = near ? options_.nearCongestion : options_.farCongestion;
   if (name.empty()) return;
   Status s = setCongestionControl(fd, name);  // listen() checked it: a failure here is unexpected
   if (!s.isOk()) log::warn(log::Subsys::Net, "tcp: {}; this connection keeps the system's", s.message());

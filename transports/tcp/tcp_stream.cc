@@ -51,16 +51,28 @@ bool Stream::onReadable(bool hangup) {
     if (inPayload_ && inBegin_ == inEnd_ && fragLeft_ >= kDirectReadBytes) {
       size_t len;
       uint8_t* dst = payloadDestination(len);
-      n = ::recv(fd_, dst, len, 0);
+      // The rest of the payload straight to its destination, and in the same call the next
+      // frame's header into the buffer if it is there already: one call per message in a stream
+      // of them instead of two (a 16 KiB broadcast receiver made 2.4 calls a message, Open MPI's
+      // 0.7). Only a header's worth, so the next payload too can go straight to its destination.
+      inBegin_ = inEnd_ = 0;
+      iovec iov[2] = {{dst, len}, {in_.data(), wire::kDataPrefixBytes}};
+      msghdr msg{};
+      msg.msg_iov = iov;
+      msg.msg_iovlen = 2;
+      n = ::recvmsg(fd_, &msg, 0);
       if (n > 0) {
         owner_.heardFrom(peer);
-        fragOffset_ += n;
-        fragLeft_ -= n;
+        const size_t direct = std::min(static_cast<size_t>(n), len);
+        fragOffset_ += direct;
+        fragLeft_ -= direct;
         Incoming* in = target_;
         if (fragLeft_ == 0) fragmentDone();
-        owner_.incomingProgress(peer, in, static_cast<size_t>(n));
-        if (static_cast<size_t>(n) < len && !hungUp_) return fd_ >= 0;  // drained (see below)
-        continue;
+        owner_.incomingProgress(peer, in, direct);
+        inEnd_ = static_cast<size_t>(n) - direct;
+        if (inEnd_ > 0 && !parse()) return false;
+        if (static_cast<size_t>(n) < len + wire::kDataPrefixBytes && !hungUp_) return fd_ >= 0;  // drained (see below)
+        continue;  // (stops if parse() put the stream on hold)
       }
     } else {
       if (inBegin_ == inEnd_) inBegin_ = inEnd_ = 0;

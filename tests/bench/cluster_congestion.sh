@@ -16,15 +16,8 @@ name=loomcc
 port=29611
 failures=0
 
-"$cluster" down --name "$name" >/dev/null 2>&1
-"$cluster" up --name "$name" --hosts 2 >/tmp/$name-up.log 2>&1
-rc=$?
-if [ $rc -ne 0 ]; then
-  cat /tmp/$name-up.log
-  [ $rc -eq 77 ] && { echo "cluster_congestion: cannot emulate a cluster here: skipped"; exit 77; }
-  exit 1
-fi
-trap '"$cluster" down --name "$name" >/dev/null 2>&1' EXIT
+source "$src/tests/support/cluster_up.sh"
+cluster_up 2 cluster_congestion
 
 # The hosts' default: any algorithm but Reno that this kernel offers.
 system=""

@@ -17,15 +17,8 @@ name=loomf2
 timeout_ms=1000
 failures=0
 
-"$cluster" down --name "$name" >/dev/null 2>&1
-"$cluster" up --name "$name" --hosts 3 >/tmp/$name-up.log 2>&1
-rc=$?
-if [ $rc -ne 0 ]; then
-  cat /tmp/$name-up.log
-  [ $rc -eq 77 ] && { echo "f2_detection: cannot emulate a cluster here: skipped"; exit 77; }
-  exit 1
-fi
-trap '"$cluster" down --name "$name" >/dev/null 2>&1' EXIT
+source "$src/tests/support/cluster_up.sh"
+cluster_up 3 f2_detection
 
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 

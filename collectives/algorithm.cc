@@ -14,7 +14,8 @@ Status AlgorithmBase::progress() {
   if (s.code() == loomInProgress) {
     // Keep `live_` proportional to what is really in flight; amortised O(1) per post.
     if (live_.size() >= pruneAt_) {
-      std::erase_if(live_, [](const transport::TransferPtr& t) { return t->done(); });
+      live_.erase(std::remove_if(live_.begin(), live_.end(), [](const transport::TransferPtr& t) { return t->done(); }),
+                  live_.end());
       pruneAt_ = std::max<size_t>(64, 2 * live_.size());
     }
     return s;

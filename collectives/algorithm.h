@@ -11,6 +11,8 @@
 #include <memory>
 #include <vector>
 
+#include <boost/container/small_vector.hpp>
+
 namespace loom::coll {
 
 // Segments kept in flight per direction by the pipelined algorithms: enough to keep a link busy
@@ -70,7 +72,9 @@ class AlgorithmBase : public Operation {
   void cancelLive(const Status& why);
 
   size_t elemSize_;
-  std::vector<transport::TransferPtr> live_;  // posted and possibly pending; pruned as they finish
+  // Posted and possibly pending; pruned as they finish. Inline room for a small operation's
+  // transfers: no allocation per operation for the usual few.
+  boost::container::small_vector<transport::TransferPtr, 4> live_;
   size_t pruneAt_ = 64;
   bool finished_ = false;
   Status final_;
@@ -82,21 +86,26 @@ class AlgorithmBase : public Operation {
 // ("send u may go once receive u - segments has been retired").
 class InFlightWindow {
  public:
-  explicit InFlightWindow(size_t capacity = kPipelineDepth) : slots_(capacity ? capacity : 1) {}
+  explicit InFlightWindow(size_t capacity = kPipelineDepth) : capacity_(capacity ? capacity : 1) {}
   size_t posted() const { return posted_; }
   size_t retired() const { return retired_; }
-  bool hasRoom() const { return posted_ - retired_ < slots_.size(); }
-  void push(transport::TransferPtr t) { slots_[posted_++ % slots_.size()] = std::move(t); }
+  bool hasRoom() const { return posted_ - retired_ < capacity_; }
+  void push(transport::TransferPtr t) {
+    if (slots_.empty()) slots_.resize(capacity_);  // on first use: many windows never hold anything;
+                                                   // a small one needs no allocation at all
+    slots_[posted_++ % capacity_] = std::move(t);
+  }
   // The oldest in-flight transfer, if it has finished (successfully or not); nullptr otherwise.
   const transport::Transfer* oldestFinished() const {
     if (retired_ == posted_) return nullptr;
-    const auto& t = slots_[retired_ % slots_.size()];
+    const auto& t = slots_[retired_ % capacity_];
     return t->done() ? t.get() : nullptr;
   }
-  void retireOldest() { slots_[retired_++ % slots_.size()].reset(); }
+  void retireOldest() { slots_[retired_++ % capacity_].reset(); }
 
  private:
-  std::vector<transport::TransferPtr> slots_;
+  size_t capacity_;
+  boost::container::small_vector<transport::TransferPtr, 4> slots_;
   size_t posted_ = 0;
   size_t retired_ = 0;
 };

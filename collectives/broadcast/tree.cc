@@ -80,7 +80,7 @@ class TreeBroadcast final : public AlgorithmBase {
   bool isRoot_ = false;
   bool started_ = false;
   int parent_ = -1;
-  std::vector<int> children_;  // real ranks, largest subtree first
+  patterns::RankList children_;  // real ranks, largest subtree first
   size_t segments_ = 1;
   size_t sendUnits_ = 0;
   InFlightWindow sends_;

@@ -48,10 +48,10 @@ int fromRelative(int vrank, int root, int size) { return wrapRank(int64_t(vrank)
 
 int binomialParent(int vrank) { return vrank == 0 ? -1 : vrank & (vrank - 1); }
 
-std::vector<int> binomialChildren(int vrank, int size) {
+RankList binomialChildren(int vrank, int size) {
   // Masks strictly below the lowest set bit of vrank (all masks < size for the root).
   const int64_t limit = vrank == 0 ? int64_t(size) : int64_t(vrank & -vrank);
-  std::vector<int> children;
+  RankList children;
   int64_t mask = 1;
   while (mask < limit) mask <<= 1;
   for (mask >>= 1; mask >= 1; mask >>= 1) {

@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <vector>
 
+#include <boost/container/small_vector.hpp>
+
 namespace loom::coll::patterns {
 
 // Half-open range of elements [begin, end).
@@ -48,7 +50,9 @@ int toRelative(int rank, int root, int size);
 int fromRelative(int vrank, int root, int size);
 int binomialParent(int vrank);  // -1 for the root (vrank 0)
 // Children as relative ranks, largest subtree first: a broadcast sends to them in this order so
-// the deepest subtree starts earliest; a reduce combines them in this (fixed) order.
-std::vector<int> binomialChildren(int vrank, int size);
+// the deepest subtree starts earliest; a reduce combines them in this (fixed) order. Held inline
+// up to 256 ranks: a small collective makes no allocation for its tree.
+using RankList = boost::container::small_vector<int, 8>;
+RankList binomialChildren(int vrank, int size);
 
 }  // namespace loom::coll::patterns

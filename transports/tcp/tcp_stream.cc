@@ -280,8 +280,8 @@ bool Stream::flush() {
       if (f.sent < f.total()) break;
       auto send = std::move(f.send);
       outq.pop_front();
-      if (send && --send->fragmentsLeft == 0 && !send->transfer->done())
-        send->transfer->state.store(transport::Transfer::Done, std::memory_order_release);
+      if (send && --send->fragmentsLeft == 0 && !send->done())
+        send->state.store(transport::Transfer::Done, std::memory_order_release);
     }
     // Another sendmsg now would only hear EAGAIN: wait for EPOLLOUT instead.
     if (full && !outq.empty()) {

@@ -286,11 +286,11 @@ void TcpTransport::failPeer(int p, const Status& why) {
 
 void TcpTransport::dropStream(Stream& s, const Status& why) {
   for (auto& f : s.outq) {
-    if (!f.send || f.send->transfer->done()) continue;
+    if (!f.send || f.send->done()) continue;
     // An operation fails because of this peer: it counts as failed, even if it left cleanly.
     if (s.peer >= 0 && why.code() == loomPeerLost)
       recordLoss(s.peer, why);
-    fail(f.send->transfer, why);
+    fail(f.send, why);
   }
   s.outq.clear();
   if (s.fd() >= 0) epoll_ctl(epollFd_, EPOLL_CTL_DEL, s.fd(), nullptr);
@@ -374,13 +374,11 @@ TransferPtr TcpTransport::isend(int peer, const void* buf, size_t bytes, Tag tag
     recordLoss(peer, peers_[peer].closed);
     return failed(peers_[peer].closed);
   }
-  auto t = std::make_shared<transport::Transfer>();
   Peer& p = peers_[peer];
   size_t nstreams = p.streams.size();
   size_t fragments = bytes >= kStripeBytes ? nstreams : 1;
   size_t per = (bytes / fragments + kStripeAlign - 1) / kStripeAlign * kStripeAlign;
   auto state = std::make_shared<SendState>();
-  state->transfer = t;
   // Counted before the first frame is queued: queueFrame may send it, and the send completes
   // when the last fragment has gone.
   const size_t count = fragments == 1 ? 1 : std::min(fragments, (bytes + per - 1) / per);
@@ -404,7 +402,7 @@ TransferPtr TcpTransport::isend(int peer, const void* buf, size_t bytes, Tag tag
     queueFrame(peer, (first + i) % nstreams, std::move(f));
     offset += len;
   }
-  return t;
+  return state;
 }
 
 void TcpTransport::queueFrame(int peer, size_t stream, OutFrame&& frame) {
@@ -413,7 +411,7 @@ void TcpTransport::queueFrame(int peer, size_t stream, OutFrame&& frame) {
     Status why = peers_[peer].closed.isOk() ? peerGone(peer) : peers_[peer].closed;
     if (frame.send) {
       recordLoss(peer, why);
-      fail(frame.send->transfer, why);
+      fail(frame.send, why);
     }
     return;
   }
@@ -640,7 +638,7 @@ void TcpTransport::cancel(const TransferPtr& t, const Status& why) {
       // A fragment not yet started is withdrawn; one partly on the wire cannot be (the byte
       // stream announced its length), so its bytes are copied out of the user's buffer.
       for (auto it = s->outq.begin(); it != s->outq.end();) {
-        if (!it->send || it->send->transfer != t) {
+        if (!it->send || it->send.get() != t.get()) {
           ++it;
         } else if (it->sent == 0) {
           it = s->outq.erase(it);

@@ -45,9 +45,9 @@ struct Incoming {
   bool complete() const { return arrived && received == totalBytes; }
 };
 
-// One send, possibly split into fragments over several streams.
-struct SendState {
-  TransferPtr transfer;
+// One send, possibly split into fragments over several streams: the transfer the poster holds,
+// with the count of fragments still queued (one allocation per send, not two).
+struct SendState : transport::Transfer {
   int fragmentsLeft = 0;
 };
 

@@ -34,6 +34,8 @@ struct Args {
 // Tuning chosen per communicator (config registry), read by algorithm selection.
 struct Tuning {
   size_t segmentBytes = 1 << 20;
+  // Segment floor of the chain broadcast in a world of 2 (broadcast/chain.cc says why).
+  size_t singleLinkSegmentBytes = 4 << 20;
   size_t allreduceSmallBytes = 64 << 10;
   size_t broadcastSmallBytes = 64 << 10;
   int allreduceAlgorithm = loomAlgoAuto;

@@ -14,6 +14,7 @@
 #include "collectives/patterns/patterns.h"
 #include "core/stream_copy.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace loom::coll {
@@ -32,7 +33,14 @@ class ChainBroadcast final : public AlgorithmBase {
     isRoot_ = vrank == 0;
     prev_ = isRoot_ ? -1 : patterns::fromRelative(vrank - 1, args_.root, size_);
     next_ = vrank + 1 < size_ ? patterns::fromRelative(vrank + 1, args_.root, size_) : -1;
-    segments_ = patterns::segmentCount(args_.count, ctx_.tuning.segmentBytes, elemSize(), 1);
+    // A chain of one link (2 ranks) has no rank to pipeline through: there a segment only costs
+    // a message, and on loopback a larger send moves more bytes a second. Its segments are at
+    // least tuning.singleLinkSegmentBytes (4 MiB), still cut so that the root's own copy (out of
+    // place) runs behind its sends. 2 ranks, 4 MiB, medians of 7 alternating runs against 512 KiB
+    // segments: in place 756 -> 638 µs, out of place 956 -> 742 µs (bench/RESULTS.md, session 14).
+    const size_t segmentBytes =
+        size_ == 2 ? std::max(ctx_.tuning.segmentBytes, ctx_.tuning.singleLinkSegmentBytes) : ctx_.tuning.segmentBytes;
+    segments_ = patterns::segmentCount(args_.count, segmentBytes, elemSize(), 1);
     streamOwnCopy_ = bytesOf(args_.count) >= kStreamOwnCopyBytes;
   }
 

@@ -12,6 +12,12 @@ add_test(NAME bench.broadcast_perf.large_root_copy
   COMMAND $<TARGET_FILE:loomrun> -n 3 --timeout 120 -- $<TARGET_FILE:broadcast_perf> -b 16777229 -e 16777229 -d int8 -r 1 -w 0 -n 1)
 set_tests_properties(bench.broadcast_perf.large_root_copy PROPERTIES TIMEOUT 150
   PASS_REGULAR_EXPRESSION "# Out of bounds values : 0 OK")
+# 2 ranks: the chain's segments are at least 4 MiB there (chain.cc); 9 MiB and 3 bytes is three
+# segments, the last one short, in place and out of place, from root 1.
+add_test(NAME bench.broadcast_perf.two_ranks_large
+  COMMAND $<TARGET_FILE:loomrun> -n 2 --timeout 120 -- $<TARGET_FILE:broadcast_perf> -b 9437187 -e 9437187 -d int8 -r 1 -w 0 -n 2)
+set_tests_properties(bench.broadcast_perf.two_ranks_large PROPERTIES TIMEOUT 150
+  PASS_REGULAR_EXPRESSION "# Out of bounds values : 0 OK")
 add_test(NAME bench.wrong_value_fails
   COMMAND $<TARGET_FILE:loomrun> -n 2 --timeout 60 -- $<TARGET_FILE:all_reduce_perf> -b 1K -e 1K -w 0 -n 1)
 set_tests_properties(bench.wrong_value_fails PROPERTIES TIMEOUT 90 WILL_FAIL TRUE

@@ -46,6 +46,7 @@ void runCases(int n, const std::vector<Case>& cases) {
 coll::Tuning tuningFor(Kind kind, const char* algorithm, size_t segmentBytes) {
   coll::Tuning t;
   t.segmentBytes = segmentBytes;
+  t.singleLinkSegmentBytes = segmentBytes;  // many segments in a world of 2 as well
   const std::string a = algorithm;
   if (a == "allreduce/ring") t.allreduceAlgorithm = loomAlgoRing;
   if (a == "allreduce/recursive_doubling") t.allreduceAlgorithm = loomAlgoRecursiveDoubling;

@@ -1,5 +1,6 @@
 // Pipelined chain broadcast: root -> root+1 -> ... -> root+n-1, the vector cut into segments of
-// tuning.segmentBytes with up to kPipelineDepth of them in flight per link.
+// tuning.segmentBytes (at least tuning.singleLinkSegmentBytes with 2 ranks) with up to
+// kPipelineDepth of them in flight per link.
 //
 // Bandwidth-optimal for large vectors: every link carries the vector exactly once and, once the
 // pipeline is full, all n-1 links are busy at the same time, so the time is about

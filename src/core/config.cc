@@ -30,7 +30,8 @@ const std::vector<SettingInfo>& settingRegistry() {
       {"LOOM_TCP_NEAR_RTT_US", "2000",
        "a rank on another host is near (see LOOM_TCP_CONGESTION) when the connection's handshake took less than "
        "this many microseconds; 0 = only ranks on this host are near"},
-      {"LOOM_SEGMENT_BYTES", "512K", "pipelining segment of ring and chain algorithms"},
+      {"LOOM_SEGMENT_BYTES", "512K",
+       "pipelining segment of ring and chain algorithms (a 2-rank broadcast's chain uses at least 4M)"},
       {"LOOM_ALLREDUCE_SMALL_BYTES", "64K",
        "all-reduce up to this size uses recursive doubling, above it the ring (halving-doubling above 512K up to 4M in "
        "worlds of 4, 8, 16, ... ranks)"},

@@ -69,6 +69,10 @@ Expected<std::unique_ptr<transport::Transport>> Communicator::newTransport(std::
   } else if (settings_.tcpCongestion != "auto") {
     topts.nearCongestion = topts.farCongestion = settings_.tcpCongestion;
   }
+  using Coalesce = transport::TransportOptions::Coalesce;
+  topts.coalesce = settings_.tcpCoalesce == "0"   ? Coalesce::Off
+                   : settings_.tcpCoalesce == "1" ? Coalesce::Always
+                                                  : Coalesce::SameHost;
   auto tp = transport::createTransport(settings_.transport, topts);
   if (!tp) return tp.error();
   auto listening = (*tp)->listen();

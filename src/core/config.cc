@@ -30,6 +30,11 @@ const std::vector<SettingInfo>& settingRegistry() {
       {"LOOM_TCP_NEAR_RTT_US", "2000",
        "a rank on another host is near (see LOOM_TCP_CONGESTION) when the connection's handshake took less than "
        "this many microseconds; 0 = only ranks on this host are near"},
+      {"LOOM_TCP_COALESCE", "auto",
+       "a small message (under 32K) sent right after another on the same connection may wait in the kernel until "
+       "the earlier one is acknowledged, and leave with those after it as one segment: auto = to ranks on this "
+       "host (where each segment costs both ends a trip through TCP), 0 = never, 1 = to every rank (across hosts "
+       "it can add a round trip to such a message); set it alike on every rank"},
       {"LOOM_SEGMENT_BYTES", "512K",
        "pipelining segment of ring and chain algorithms (a 2-rank broadcast's chain uses at least 4M)"},
       {"LOOM_ALLREDUCE_SMALL_BYTES", "64K",
@@ -204,6 +209,9 @@ Expected<Settings> resolveSettings(const loomConfig_t* c) {
                      "at most 15)",
                      s.tcpCongestion);
   LOOM_RETURN_IF_ERROR(pickInt(0, "", "LOOM_TCP_NEAR_RTT_US", 0, 60'000'000, s.tcpNearRttUs));
+  s.tcpCoalesce = pickString(nullptr, "LOOM_TCP_COALESCE");
+  if (s.tcpCoalesce != "auto" && s.tcpCoalesce != "0" && s.tcpCoalesce != "1")
+    return makeError(loomInvalidArgument, "LOOM_TCP_COALESCE='{}' must be auto, 0 or 1", s.tcpCoalesce);
   s.spinYield = pickString(nullptr, "LOOM_SPIN_YIELD");
   if (s.spinYield != "auto" && s.spinYield != "0" && s.spinYield != "1")
     return makeError(loomInvalidArgument, "LOOM_SPIN_YIELD='{}' must be auto, 0 or 1", s.spinYield);

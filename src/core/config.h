@@ -43,6 +43,7 @@ struct Settings {
   int coordinatorWaitMs = 0;
   std::string tcpCongestion;  // "auto", "system" or an algorithm (LOOM_TCP_CONGESTION)
   int tcpNearRttUs = 0;       // LOOM_TCP_NEAR_RTT_US: a shorter handshake makes a peer near
+  std::string tcpCoalesce;    // "auto", "0" or "1" (LOOM_TCP_COALESCE)
   std::string transport;
   std::string listenHost;
   uint64_t commId = 0;

@@ -10,6 +10,7 @@
 
 #include <dirent.h>
 #include <netinet/in.h>
+#include <linux/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -570,6 +571,30 @@ uint16_t portOf(const sockaddr_storage& a) {
                                        : reinterpret_cast<const sockaddr_in&>(a).sin_port);
 }
 
+// This process's connected TCP socket whose own end is at `port` (-1: none).
+int connectionOn(uint16_t port) {
+  int found = -1;
+  DIR* dir = opendir("/proc/self/fd");
+  REQUIRE(dir != nullptr);
+  while (dirent* e = readdir(dir)) {
+    const int fd = std::atoi(e->d_name);
+    if (fd <= 2 || fd == dirfd(dir)) continue;
+    sockaddr_storage self{}, peer{};
+    socklen_t selfLen = sizeof(self), peerLen = sizeof(peer);
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&self), &selfLen) != 0 ||
+        getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peerLen) != 0)
+      continue;
+    if (portOf(self) == port) found = fd;
+  }
+  closedir(dir);
+  return found;
+}
+
+uint16_t listeningPort(const Mesh& mesh, int rank) {
+  const std::string& a = mesh.addresses.at(rank);
+  return static_cast<uint16_t>(std::stoi(a.substr(a.rfind(':') + 1)));
+}
+
 // The congestion control of every connection of this process to or from one of the mesh's
 // listening ports (both ends of each pair live here), read from the sockets themselves.
 std::vector<std::string> congestionOfMesh(const Mesh& mesh) {
@@ -643,4 +668,97 @@ TEST_CASE("tcp: connections within this host use Reno unless told otherwise; a n
   CHECK(listening.error().code() == loomInvalidArgument);
   CHECK(listening.error().message().find("no-such-cc") != std::string::npos);
   CHECK(listening.error().message().find("LOOM_TCP_CONGESTION") != std::string::npos);
+}
+
+// A rank sends runs of small messages, one call at a time, while its peer is busy; then the peer
+// takes them and replies. On one host the later messages of a run wait in the kernel and leave
+// together (transports/tcp/tcp_coalesce.cc). Checked: every byte arrives in order; the run was
+// really joined into fewer segments (read back from the socket); and no run's last message is
+// held for the receiver's delayed acknowledgement (40 ms a run, which the receiver's prompt
+// acknowledgement avoids; the reply puts the connection in the mode where Linux delays it).
+TEST_CASE("tcp: runs of small messages on one host leave as fewer segments, and none is held back", "[transport][tcp]") {
+  const bool coalesce = GENERATE(true, false);
+  CAPTURE(coalesce);
+  TransportOptions options;
+  options.coalesce = coalesce ? TransportOptions::Coalesce::SameHost : TransportOptions::Coalesce::Off;
+  auto mesh = makeMesh("tcp", 2, options);
+  Transport& sender = (*mesh)[0];
+  Transport& receiver = (*mesh)[1];
+  // Rank 1 connected to rank 0, so rank 0's end of the connection is at rank 0's listening port.
+  const int senderFd = connectionOn(listeningPort(*mesh, 0));
+  REQUIRE(senderFd >= 0);
+  auto segmentsOut = [&] {
+    tcp_info info{};
+    socklen_t len = sizeof info;
+    REQUIRE(getsockopt(senderFd, IPPROTO_TCP, TCP_INFO, &info, &len) == 0);
+    return info.tcpi_segs_out;
+  };
+  constexpr int kRuns = 60, kPerRun = 16;
+  constexpr size_t kBytes = 4096;
+  const uint32_t segmentsBefore = segmentsOut();
+  std::chrono::steady_clock::duration receiving{};
+  uint64_t op = 1;
+  for (int run = 0; run < kRuns; ++run) {
+    CAPTURE(run);
+    std::vector<std::vector<uint8_t>> sent, got;
+    for (int i = 0; i < kPerRun; ++i) {
+      sent.push_back(pattern(kBytes, static_cast<uint32_t>(op + i)));
+      got.emplace_back(kBytes, 0xEE);
+    }
+    for (int i = 0; i < kPerRun; ++i) {  // one call at a time, as a loop of blocking collectives
+      auto s = sender.isend(1, sent[i].data(), kBytes, tagOf(op + i), kSig);
+      const Deadline deadline = Deadline::afterMs(20000);
+      while (!s->done() && !deadline.expired()) sender.poll();
+      REQUIRE(s->done());
+      REQUIRE_FALSE(s->failed());
+    }
+    const auto start = std::chrono::steady_clock::now();
+    std::vector<TransferPtr> recvs;
+    for (int i = 0; i < kPerRun; ++i) recvs.push_back(receiver.irecv(0, got[i].data(), kBytes, tagOf(op + i), kSig));
+    const Deadline deadline = Deadline::afterMs(20000);
+    while (!allFinished(recvs) && !deadline.expired()) receiver.poll();  // the sender is left alone meanwhile
+    receiving += std::chrono::steady_clock::now() - start;
+    REQUIRE(allFinished(recvs));
+    for (int i = 0; i < kPerRun; ++i) {
+      INFO("message " << i << ": " << recvs[i]->status.toString());
+      REQUIRE_FALSE(recvs[i]->failed());
+      REQUIRE(got[i] == sent[i]);
+    }
+    op += kPerRun;
+    uint8_t reply = 1, replied = 0;
+    auto r = sender.irecv(1, &replied, 1, tagOf(op), kSig);
+    auto s = receiver.isend(0, &reply, 1, tagOf(op), kSig);
+    REQUIRE(pollUntil(*mesh, [&] { return r->done() && s->done(); }));
+    REQUIRE(replied == 1);
+    ++op;
+  }
+  const uint32_t segments = segmentsOut() - segmentsBefore;
+  const auto receivingMs = std::chrono::duration_cast<std::chrono::milliseconds>(receiving).count();
+  INFO(kRuns * kPerRun << " messages left in " << segments << " segments; taking them took " << receivingMs
+                       << " ms in all");
+  if (coalesce) CHECK(segments < kRuns * kPerRun / 2);
+  // Normally a few milliseconds in all; a delayed acknowledgement a run would make it 2.4 s.
+  CHECK(receivingMs < 1200);
+
+  // Now the receiver keeps up: it takes each message before the next is sent, so nothing is left
+  // unacknowledged when the next goes. A message held back then would wait for the kernel's probe
+  // timer (200 ms or more each), so it must go at once.
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < kRuns * kPerRun / 4; ++i, ++op) {
+    CAPTURE(i);
+    const auto sent = pattern(kBytes, static_cast<uint32_t>(op));
+    std::vector<uint8_t> got(kBytes, 0xEE);
+    auto r = receiver.irecv(0, got.data(), kBytes, tagOf(op), kSig);
+    auto s = sender.isend(1, sent.data(), kBytes, tagOf(op), kSig);
+    const Deadline deadline = Deadline::afterMs(20000);
+    while (!s->done() && !deadline.expired()) sender.poll();
+    while (!r->done() && !deadline.expired()) receiver.poll();
+    REQUIRE(r->done());
+    REQUIRE_FALSE(r->failed());
+    REQUIRE(got == sent);
+  }
+  const auto keepingUpMs =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count();
+  INFO(kRuns * kPerRun / 4 << " messages sent and taken one by one in " << keepingUpMs << " ms");
+  CHECK(keepingUpMs < 1200);  // normally a few milliseconds
 }

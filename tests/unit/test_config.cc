@@ -107,6 +107,26 @@ TEST_CASE("LOOM_TCP_NEAR_RTT_US: 2000 by default, 0 allowed, negative or text is
   }
 }
 
+TEST_CASE("LOOM_TCP_COALESCE: auto by default, 0 or 1 allowed, anything else is an error", "[config]") {
+  auto d = resolveSettings(nullptr);
+  REQUIRE(d);
+  CHECK(d->tcpCoalesce == "auto");
+  for (const char* good : {"0", "1", "auto"}) {
+    EnvGuard g("LOOM_TCP_COALESCE", good);
+    auto s = resolveSettings(nullptr);
+    REQUIRE(s);
+    CHECK(s->tcpCoalesce == good);
+  }
+  for (const char* bad : {"yes", "2", "on"}) {
+    CAPTURE(bad);
+    EnvGuard g("LOOM_TCP_COALESCE", bad);
+    auto s = resolveSettings(nullptr);
+    REQUIRE_FALSE(s);
+    CHECK(s.error().code() == loomInvalidArgument);
+    CHECK(mentions(s.error().message(), "LOOM_TCP_COALESCE"));
+  }
+}
+
 TEST_CASE("sizes take K, M and G suffixes (powers of 1024)", "[config]") {
   CHECK(*loom::parseSize("7", "X") == 7);
   CHECK(*loom::parseSize("2K", "X") == 2048);

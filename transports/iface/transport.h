@@ -126,6 +126,12 @@ struct TransportOptions {
   std::string nearCongestion = "reno";
   std::string farCongestion;
   uint32_t nearRttUs = 2000;
+  // Which connections may hold a small frame back in the kernel while earlier ones are
+  // unacknowledged, so that a run of them leaves as one segment (transports/tcp/tcp_coalesce.cc).
+  // On one host each segment costs both ends a whole trip through TCP; across hosts holding back
+  // would add up to a round trip to the frame, so there it is off unless asked for.
+  enum class Coalesce { Off, SameHost, Always };
+  Coalesce coalesce = Coalesce::SameHost;
 };
 
 // Registered by name ("tcp", "local"); nullptr with an error if the name is unknown.

@@ -63,6 +63,7 @@ bool Stream::onReadable(bool hangup) {
       n = ::recvmsg(fd_, &msg, 0);
       if (n > 0) {
         owner_.heardFrom(peer);
+        noteRead();
         const size_t direct = std::min(static_cast<size_t>(n), len);
         fragOffset_ += direct;
         fragLeft_ -= direct;
@@ -91,6 +92,7 @@ bool Stream::onReadable(bool hangup) {
       n = ::recv(fd_, in_.data() + inEnd_, want, 0);
       if (n > 0) {
         owner_.heardFrom(peer);
+        noteRead();
         inEnd_ += static_cast<size_t>(n);
         if (!parse()) return false;
         // A short read drained the socket: stop here instead of asking again only to hear EAGAIN
@@ -171,6 +173,7 @@ bool Stream::parse() {
       }
       inBegin_ += wire::kDataPrefixBytes;
       expectLarge_ = fragment >= kDirectReadBytes;
+      lastFrameSmall_ = wire::kDataPrefixBytes + fragment < kCoalesceFrameBytes;
       target_ = in;
       fragOffset_ = d->offset;
       fragLeft_ = fragment;
@@ -197,6 +200,7 @@ bool Stream::parse() {
     }
     std::span<const uint8_t> payload{in_.data() + inBegin_ + wire::kHeaderBytes, h.payloadBytes};
     inBegin_ += wire::kHeaderBytes + h.payloadBytes;
+    lastFrameSmall_ = true;
     if (!handleFrame(h, payload)) return false;
   }
   return false;
@@ -259,7 +263,9 @@ bool Stream::flush() {
     msghdr msg{};
     msg.msg_iov = iov;
     msg.msg_iovlen = static_cast<size_t>(n);
-    ssize_t written = ::sendmsg(fd_, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    const auto now = std::chrono::steady_clock::now();
+    const int holdBack = holdBackFlag(offered, now);
+    ssize_t written = ::sendmsg(fd_, &msg, MSG_NOSIGNAL | MSG_DONTWAIT | holdBack);
     if (written < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -270,6 +276,7 @@ bool Stream::flush() {
                                            std::strerror(errno)));
       return false;
     }
+    noteSent(offered, holdBack != 0, now);
     size_t left = static_cast<size_t>(written);
     const bool full = left < offered;  // the kernel took less than offered: its buffer is full
     while (left > 0 || (!outq.empty() && outq.front().sent == outq.front().total())) {

@@ -116,6 +116,7 @@ Status TcpTransport::connect(int rank, const std::vector<std::string>& addresses
       if (!fd) return makeError(fd.error().code(), "connecting to rank {}: {}", p, fd.error().message());
       chooseCongestion(*fd);
       auto stream = std::make_unique<Stream>(*this, *fd, Stream::Role::Connected);
+      stream->coalesce = coalescesWith(*fd);
       stream->peer = p;
       stream->index = static_cast<int>(s);
       wire::Header h{.type = wire::Type::PeerHello, .commId = options_.commId, .epoch = options_.epoch};
@@ -160,6 +161,11 @@ void TcpTransport::chooseCongestion(int fd) {
   if (!s.isOk()) log::warn(log::Subsys::Net, "tcp: {}; this connection keeps the system's", s.message());
 }
 
+bool TcpTransport::coalescesWith(int fd) const {
+  using C = transport::TransportOptions::Coalesce;
+  return options_.coalesce == C::Always || (options_.coalesce == C::SameHost && peerOnThisHost(fd));
+}
+
 bool TcpTransport::allEstablished() const {
   for (int p = 0; p < size_; ++p)
     for (auto* s : peers_[p].streams)
@@ -184,6 +190,7 @@ void TcpTransport::acceptAll() {
     tuneDataSocket(fd);
     chooseCongestion(fd);
     auto stream = std::make_unique<Stream>(*this, fd, Stream::Role::Accepted);
+    stream->coalesce = coalescesWith(fd);
     addToEpoll(fd, stream.get());
     streams_.push_back(std::move(stream));
   }
@@ -703,6 +710,11 @@ bool TcpTransport::poll() {
     if (events[i].events & EPOLLOUT) s->flush();
     if (s->fd() >= 0 && (events[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
       s->onReadable((events[i].events & (EPOLLERR | EPOLLHUP)) != 0);
+  }
+  // Nothing more to read: acknowledge what was read at once (tcp_coalesce.cc).
+  if (n == 0 && !ackOwed_.empty()) {
+    for (Stream* s : ackOwed_) s->acknowledgeIfOwed();
+    ackOwed_.clear();
   }
   return moved || n > 0;
 }

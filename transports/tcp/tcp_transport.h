@@ -27,6 +27,10 @@ using transport::TransferPtr;
 // A payload at least this large is read straight into its destination, bypassing the stream's
 // buffer; only such messages are worth leaving in the socket until their receive is posted.
 inline constexpr size_t kDirectReadBytes = 16 << 10;
+// Frames (header included) this small may wait behind unacknowledged ones on a coalescing
+// stream; a receiver that has read one and finds nothing more acknowledges at once. Half a
+// loopback segment (64 KiB), so that several can join one.
+inline constexpr size_t kCoalesceFrameBytes = 32 << 10;
 
 // A message from one peer, matched by tag. It may arrive before or after its receive is posted.
 struct Incoming {
@@ -77,6 +81,8 @@ class Stream {
   // Not read: the next message has no receive posted and the peer's unexpected bytes are at the
   // cap. The sender's TCP window then pushes back, instead of this rank buffering without bound.
   bool held = false;
+  bool coalesce = false;  // small frames may wait behind unacknowledged ones (tcp_coalesce.cc)
+  bool ackListed = false;  // in the owner's list of streams that may owe an acknowledgement
   std::deque<OutFrame> outq;
 
   // Returns false when the stream failed (owner has been told why). `hangup`: the socket reported
@@ -86,12 +92,18 @@ class Stream {
   bool resume();
   bool flush();
   void close();
+  // Acknowledges at once what was read, if the last frame was small and nothing since has
+  // carried the acknowledgement (tcp_coalesce.cc). Called when a poll finds nothing to read.
+  void acknowledgeIfOwed();
 
  private:
   bool parse();
   bool handleFrame(const wire::Header& h, std::span<const uint8_t> payload);
   uint8_t* payloadDestination(size_t& maxLen);
   void fragmentDone();
+  void noteRead();
+  int holdBackFlag(size_t offered, std::chrono::steady_clock::time_point now) const;
+  void noteSent(size_t offered, bool heldBack, std::chrono::steady_clock::time_point now);
 
   TcpTransport& owner_;
   int fd_;
@@ -101,6 +113,15 @@ class Stream {
   bool inPayload_ = false;
   bool expectLarge_ = false;  // the last data fragment was large
   bool hungUp_ = false;       // the socket reported hang-up or error: never held again
+  // Coalescing (tcp_coalesce.cc). Sending side: what the last sendmsg was like, and whether the
+  // peer has spoken since (a reply acknowledges; only a one-way run of frames is held back).
+  std::chrono::steady_clock::time_point lastSend_{};
+  bool lastSendSmall_ = false;
+  bool heardSinceSend_ = true;
+  // Receiving side: bytes read and not yet acknowledged by our own data, and whether the last
+  // frame parsed was small (its sender may be holding the next one back until it is acknowledged).
+  bool ackOwed_ = false;
+  bool lastFrameSmall_ = false;
   Incoming* target_ = nullptr;
   uint64_t fragOffset_ = 0, fragLeft_ = 0;
 };
@@ -135,6 +156,7 @@ class TcpTransport final : public transport::Transport {
   // True if a new message described by `d` must wait in the socket (see Stream::held).
   bool mustHold(int peer, const wire::DataHeader& d);
   void holdStream(Stream& s);
+  void listOwedAck(Stream& s) { ackOwed_.push_back(&s); }
   void heardFrom(int peer);  // any bytes from it: alive
   void setReading(Stream& s, bool on);
   void incomingProgress(int peer, Incoming* in, size_t bytes);
@@ -183,6 +205,7 @@ class TcpTransport final : public transport::Transport {
   void finishIncoming(int peer, Tag tag, Incoming& in);
   void releaseHolds(int peer);  // a receive was posted or a stash freed: held streams may go on
   void chooseCongestion(int fd);  // the options' algorithm for a peer on this host or another
+  bool coalescesWith(int fd) const;
   void releaseExpiredHolds();    // idle holds past kIdleHoldLimit
   // Armed whenever an idle hold may be waiting; fires once it may have expired. False if it
   // cannot run (no timerfd): then nothing is held for an idle receiver.
@@ -207,6 +230,7 @@ class TcpTransport final : public transport::Transport {
   int holdTimerFd_ = -1;
   bool holdTimerArmed_ = false;
   std::vector<Stream*> resumed_;  // holds lifted: poll() parses what they already buffered
+  std::vector<Stream*> ackOwed_;  // read from since poll() last found nothing to read
   std::vector<uint8_t> discard_;
   struct {
     uint64_t receivedMessages = 0, receivedBytes = 0, stashedMessages = 0, stashedBytes = 0;

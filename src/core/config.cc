@@ -173,6 +173,14 @@ std::string pickString(const char* field, const char* env) {
   return text.empty() ? defaultOf(env) : text;
 }
 
+// A setting that is auto, 0 or 1 (LOOM_SPIN_YIELD, LOOM_TCP_COALESCE).
+Status pickAutoSwitch(const char* env, std::string& out) {
+  out = pickString(nullptr, env);
+  if (out != "auto" && out != "0" && out != "1")
+    return makeError(loomInvalidArgument, "{}='{}' must be auto, 0 or 1", env, out);
+  return Status::ok();
+}
+
 }  // namespace
 
 Expected<Settings> resolveSettings(const loomConfig_t* c) {
@@ -209,12 +217,8 @@ Expected<Settings> resolveSettings(const loomConfig_t* c) {
                      "at most 15)",
                      s.tcpCongestion);
   LOOM_RETURN_IF_ERROR(pickInt(0, "", "LOOM_TCP_NEAR_RTT_US", 0, 60'000'000, s.tcpNearRttUs));
-  s.tcpCoalesce = pickString(nullptr, "LOOM_TCP_COALESCE");
-  if (s.tcpCoalesce != "auto" && s.tcpCoalesce != "0" && s.tcpCoalesce != "1")
-    return makeError(loomInvalidArgument, "LOOM_TCP_COALESCE='{}' must be auto, 0 or 1", s.tcpCoalesce);
-  s.spinYield = pickString(nullptr, "LOOM_SPIN_YIELD");
-  if (s.spinYield != "auto" && s.spinYield != "0" && s.spinYield != "1")
-    return makeError(loomInvalidArgument, "LOOM_SPIN_YIELD='{}' must be auto, 0 or 1", s.spinYield);
+  LOOM_RETURN_IF_ERROR(pickAutoSwitch("LOOM_TCP_COALESCE", s.tcpCoalesce));
+  LOOM_RETURN_IF_ERROR(pickAutoSwitch("LOOM_SPIN_YIELD", s.spinYield));
   LOOM_RETURN_IF_ERROR(pickInt(0, "", "LOOM_OUTCOME_VOTE", 0, 1, s.outcomeVote));
   LOOM_RETURN_IF_ERROR(pickInt(0, "", "LOOM_RESTORE_INPUT", 0, 1, s.restoreInput));
   LOOM_RETURN_IF_ERROR(

@@ -571,9 +571,8 @@ uint16_t portOf(const sockaddr_storage& a) {
                                        : reinterpret_cast<const sockaddr_in&>(a).sin_port);
 }
 
-// This process's connected TCP socket whose own end is at `port` (-1: none).
-int connectionOn(uint16_t port) {
-  int found = -1;
+// Calls f(fd, own end, other end) for every connected socket of this process.
+void forEachConnection(const std::function<void(int, const sockaddr_storage&, const sockaddr_storage&)>& f) {
   DIR* dir = opendir("/proc/self/fd");
   REQUIRE(dir != nullptr);
   while (dirent* e = readdir(dir)) {
@@ -583,10 +582,18 @@ int connectionOn(uint16_t port) {
     socklen_t selfLen = sizeof(self), peerLen = sizeof(peer);
     if (getsockname(fd, reinterpret_cast<sockaddr*>(&self), &selfLen) != 0 ||
         getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peerLen) != 0)
-      continue;
-    if (portOf(self) == port) found = fd;
+      continue;  // not a socket, or a listening one
+    f(fd, self, peer);
   }
   closedir(dir);
+}
+
+// This process's connected socket whose own end is at `port` (-1: none).
+int connectionOn(uint16_t port) {
+  int found = -1;
+  forEachConnection([&](int fd, const sockaddr_storage& self, const sockaddr_storage&) {
+    if (portOf(self) == port) found = fd;
+  });
   return found;
 }
 
@@ -599,27 +606,17 @@ uint16_t listeningPort(const Mesh& mesh, int rank) {
 // listening ports (both ends of each pair live here), read from the sockets themselves.
 std::vector<std::string> congestionOfMesh(const Mesh& mesh) {
   std::vector<uint16_t> ports;
-  for (const auto& a : mesh.addresses) ports.push_back(static_cast<uint16_t>(std::stoi(a.substr(a.rfind(':') + 1))));
+  for (size_t r = 0; r < mesh.addresses.size(); ++r) ports.push_back(listeningPort(mesh, static_cast<int>(r)));
+  const auto ours = [&](uint16_t p) { return std::find(ports.begin(), ports.end(), p) != ports.end(); };
   std::vector<std::string> out;
-  DIR* dir = opendir("/proc/self/fd");
-  REQUIRE(dir != nullptr);
-  while (dirent* e = readdir(dir)) {
-    const int fd = std::atoi(e->d_name);
-    if (fd <= 2 || fd == dirfd(dir)) continue;
+  forEachConnection([&](int fd, const sockaddr_storage& self, const sockaddr_storage& peer) {
     int protocol = 0;
     socklen_t len = sizeof(protocol);
-    if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &len) != 0 || protocol != IPPROTO_TCP) continue;
-    sockaddr_storage self{}, peer{};
-    socklen_t selfLen = sizeof(self), peerLen = sizeof(peer);
-    if (getsockname(fd, reinterpret_cast<sockaddr*>(&self), &selfLen) != 0 ||
-        getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peerLen) != 0)
-      continue;  // a listening socket
-    const auto ours = [&](uint16_t p) { return std::find(ports.begin(), ports.end(), p) != ports.end(); };
-    if (!ours(portOf(self)) && !ours(portOf(peer))) continue;
+    if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &len) != 0 || protocol != IPPROTO_TCP) return;
+    if (!ours(portOf(self)) && !ours(portOf(peer))) return;
     CHECK(loom::tcp::peerOnThisHost(fd));
     out.push_back(loom::tcp::congestionControl(fd));
-  }
-  closedir(dir);
+  });
   return out;
 }
 
